@@ -1,0 +1,143 @@
+// Tensor: the one type users hold. A Tensor is a shared handle to a TensorImpl (shape, strides, offset, dtype and a
+// Storage shared by all views of the same data) plus an optional autograd slot. Copying a Tensor shares it, as in
+// PyTorch. core/ owns the slot; the graph and the differentiable ops live in nn/ (autograd), which registers the
+// backward engine that Tensor::backward calls.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "braid/core/device.h"
+#include "braid/core/dtype.h"
+#include "braid/core/error.h"
+
+namespace braid {
+
+using Shape = std::vector<int64_t>;
+
+std::string shape_str(const Shape& s);
+int64_t shape_numel(const Shape& s);
+Shape contiguous_strides(const Shape& s);
+
+// Memory of one device. `ptr` owns it (with the device's deleter) or wraps a user buffer.
+struct Storage {
+  std::shared_ptr<void> ptr;
+  size_t nbytes = 0;
+  Device device;
+
+  static Storage allocate(size_t nbytes, Device device);
+};
+
+namespace autograd {
+struct Node;
+}
+class Tensor;
+struct AutogradMeta;
+
+struct TensorImpl {
+  Storage storage;
+  Shape shape;
+  Shape strides;       // in elements
+  int64_t offset = 0;  // in elements
+  DType dtype = DType::Float32;
+  std::shared_ptr<AutogradMeta> autograd;  // null for tensors that never took part in autograd
+};
+
+struct TensorOptions {
+  DType dtype = DType::Float32;
+  Device device = Device::cpu();
+  bool requires_grad = false;
+
+  TensorOptions() = default;
+  TensorOptions(DType t) : dtype(t) {}       // NOLINT: implicit on purpose, randn({2}, DType::Float64)
+  TensorOptions(Device d) : device(d) {}     // NOLINT: randn({2}, device)
+  TensorOptions(DType t, Device d, bool rg = false) : dtype(t), device(d), requires_grad(rg) {}
+  TensorOptions with_requires_grad(bool rg = true) const { auto o = *this; o.requires_grad = rg; return o; }
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  bool defined() const { return impl_ != nullptr; }
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  bool same(const Tensor& other) const { return impl_ == other.impl_; }
+
+  const Shape& shape() const { return checked()->shape; }
+  const Shape& strides() const { return checked()->strides; }
+  int64_t offset() const { return checked()->offset; }
+  int64_t dim() const { return int64_t(shape().size()); }
+  int64_t size(int64_t d) const;
+  int64_t numel() const { return shape_numel(shape()); }
+  DType dtype() const { return checked()->dtype; }
+  Device device() const { return checked()->storage.device; }
+  const Storage& storage() const { return checked()->storage; }
+  bool is_contiguous() const;
+
+  // Pointer to the first element (storage + offset); data<T>() checks that T is the tensor's dtype.
+  void* raw_data() const;
+  template <class T> T* data() const {
+    BRAID_CHECK(dtype() == dtype_of<T>::value, "Tensor::data: tensor is ", dtype(), ", asked for ",
+                dtype_name(dtype_of<T>::value));
+    return static_cast<T*>(raw_data());
+  }
+  // The single value of a one-element tensor, converted to T.
+  template <class T> T item() const;
+  // All elements in logical (row-major) order, converted to T.
+  template <class T> std::vector<T> to_vector() const;
+
+  // ---- autograd slot ----
+  bool requires_grad() const;
+  // Marks a leaf as requiring a gradient; only floating-point leaves can.
+  Tensor& requires_grad_(bool on = true);
+  bool is_leaf() const;
+  // The accumulated gradient (undefined until a backward reaches this tensor).
+  Tensor grad() const;
+  void set_grad(const Tensor& g) const;
+  std::shared_ptr<autograd::Node> grad_fn() const;
+  // Reverse-mode differentiation from this tensor: a scalar, or any shape with `gradient` of the same shape.
+  void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
+  // Shares storage, drops history.
+  Tensor detach() const;
+  // Calls hook(leaf) each time this leaf's gradient is final in a backward pass (all contributions summed);
+  // DistributedDataParallel starts its all-reduces from here.
+  void register_post_accumulate_grad_hook(std::function<void(Tensor&)> hook) const;
+
+  // Replaces this tensor's storage, shape, strides and dtype with those of `src`, in place, for every handle
+  // sharing it (Module::to moves parameters this way).
+  void set_data(const Tensor& src) const;
+
+  std::string to_string() const;
+
+ private:
+  TensorImpl* checked() const {
+    BRAID_CHECK(impl_, "use of an undefined Tensor");
+    return impl_.get();
+  }
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+struct AutogradMeta {
+  bool requires_grad = false;
+  Tensor grad;
+  std::shared_ptr<autograd::Node> grad_fn;            // null for leaves
+  std::weak_ptr<autograd::Node> grad_accumulator;     // leaves: the node that sums into .grad
+  std::vector<std::function<void(Tensor&)>> post_accumulate_grad_hooks;
+};
+
+// The backward engine, registered by nn/ when the first graph node is created.
+using BackwardEngine = void (*)(const Tensor& root, const Tensor& gradient, bool retain_graph);
+void set_backward_engine(BackwardEngine engine);
+AutogradMeta& autograd_meta(const Tensor& t);  // creates the slot on first use
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// Makes a tensor that views `storage` with the given geometry.
+Tensor make_tensor(Storage storage, Shape shape, Shape strides, int64_t offset, DType dtype);
+
+}  // namespace braid

@@ -1,0 +1,48 @@
+// Helpers shared by core's op implementations (not installed).
+#pragma once
+
+#include <array>
+
+#include "braid/core/ops.h"
+#include "braid/kernels/cpu/elementwise.h"
+
+namespace braid::ops::detail {
+
+inline int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
+  int64_t n = std::max<int64_t>(ndim, 1);
+  BRAID_CHECK(dim >= -n && dim < n, op, ": dim ", dim, " out of range for a ", ndim, "-d tensor");
+  return dim < 0 ? dim + n : dim;
+}
+
+inline void check_defined(const char* op, const Tensor& t) {
+  BRAID_CHECK(t.defined(), op, ": got an undefined tensor");
+}
+
+// The CPU kernels are the ones in this build; other devices report themselves clearly.
+inline void check_cpu(const char* op, const Tensor& t) {
+  check_defined(op, t);
+  BRAID_CHECK(t.device().is_cpu(), op, ": no kernel for device ", t.device(), " in this build");
+}
+
+// A loop over out_shape with every operand broadcast to it (operand 0 is the output).
+template <int N>
+kernels::cpu::Loop<N> make_loop(const Shape& out_shape, const std::array<const Tensor*, N>& ts) {
+  kernels::cpu::Loop<N> L;
+  int nd = int(out_shape.size());
+  BRAID_CHECK(nd <= kernels::cpu::kMaxDims, "element-wise op: at most ", kernels::cpu::kMaxDims,
+              " dimensions are supported, got ", nd);
+  L.ndim = nd;
+  for (int d = 0; d < nd; ++d) L.sizes[d] = out_shape[d];
+  for (int k = 0; k < N; ++k) {
+    const Tensor& t = *ts[k];
+    int off = nd - int(t.dim());
+    int64_t es = int64_t(element_size(t.dtype()));
+    for (int d = 0; d < nd; ++d) {
+      int td = d - off;
+      L.strides[k][d] = (td < 0 || t.shape()[td] == 1) ? 0 : t.strides()[td] * es;
+    }
+  }
+  return L;
+}
+
+}  // namespace braid::ops::detail

@@ -1,0 +1,53 @@
+#include <cmath>
+
+#include "braid/kernels/cpu/optimizer_update.h"
+#include "op_util.h"
+
+namespace braid::ops {
+
+namespace {
+void check_state(const char* op, const Tensor& param, const Tensor& t, const char* what) {
+  detail::check_cpu(op, t);
+  BRAID_CHECK(t.shape() == param.shape() && t.dtype() == param.dtype() && t.device() == param.device(), op, ": ",
+              what, " is ", shape_str(t.shape()), " ", t.dtype(), " on ", t.device(), " but the parameter is ",
+              shape_str(param.shape()), " ", param.dtype(), " on ", param.device());
+  BRAID_CHECK(t.is_contiguous(), op, ": ", what, " must be contiguous");
+}
+}  // namespace
+
+void sgd_update_(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdParams& p) {
+  check_state("sgd_update_", param, param, "parameter");
+  check_state("sgd_update_", param, grad, "gradient");
+  if (p.momentum != 0) {
+    BRAID_CHECK(buf.defined(), "sgd_update_: momentum needs a buffer");
+    check_state("sgd_update_", param, buf, "momentum buffer");
+  }
+  kernels::SgdUpdate u{p.lr, p.momentum, p.dampening, p.weight_decay, p.nesterov, p.first_step};
+  dispatch_floating(param.dtype(), "sgd_update_", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    kernels::cpu::sgd_update<T>(u, param.data<T>(), grad.data<T>(), p.momentum != 0 ? buf.data<T>() : nullptr,
+                                param.numel());
+  });
+}
+
+void adam_update_(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamParams& p) {
+  check_state("adam_update_", param, param, "parameter");
+  check_state("adam_update_", param, grad, "gradient");
+  check_state("adam_update_", param, m, "exp_avg");
+  check_state("adam_update_", param, v, "exp_avg_sq");
+  BRAID_CHECK(p.step >= 1, "adam_update_: step must start at 1, got ", p.step);
+  kernels::AdamUpdate u{p.lr,
+                        p.beta1,
+                        p.beta2,
+                        p.eps,
+                        p.weight_decay,
+                        1 - std::pow(p.beta1, double(p.step)),
+                        1 - std::pow(p.beta2, double(p.step)),
+                        p.decoupled_weight_decay};
+  dispatch_floating(param.dtype(), "adam_update_", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    kernels::cpu::adam_update<T>(u, param.data<T>(), grad.data<T>(), m.data<T>(), v.data<T>(), param.numel());
+  });
+}
+
+}  // namespace braid::ops

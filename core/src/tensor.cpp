@@ -1,0 +1,251 @@
+#include "braid/core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <iomanip>
+#include <sstream>
+
+#include "braid/core/ops.h"
+
+namespace braid {
+
+std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+Shape contiguous_strides(const Shape& s) {
+  Shape st(s.size());
+  int64_t acc = 1;
+  for (size_t i = s.size(); i-- > 0;) {
+    st[i] = acc;
+    acc *= std::max<int64_t>(s[i], 1);
+  }
+  return st;
+}
+
+Storage Storage::allocate(size_t nbytes, Device device) {
+  BRAID_CHECK(device.is_cpu(), "Storage::allocate: device ", device,
+              " is not available in this build (Braid was built without CUDA)");
+  size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  BRAID_CHECK(p, "Storage::allocate: out of memory allocating ", nbytes, " bytes");
+  return Storage{std::shared_ptr<void>(p, std::free), nbytes, device};
+}
+
+Tensor make_tensor(Storage storage, Shape shape, Shape strides, int64_t offset, DType dtype) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::move(storage);
+  impl->shape = std::move(shape);
+  impl->strides = std::move(strides);
+  impl->offset = offset;
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+int64_t Tensor::size(int64_t d) const {
+  int64_t n = dim();
+  BRAID_CHECK(d >= -n && d < n, "Tensor::size: dim ", d, " out of range for shape ", shape_str(shape()));
+  return shape()[d < 0 ? d + n : d];
+}
+
+bool Tensor::is_contiguous() const {
+  const auto& sh = shape();
+  const auto& st = strides();
+  int64_t expect = 1;
+  for (size_t i = sh.size(); i-- > 0;) {
+    if (sh[i] == 1) continue;
+    if (st[i] != expect) return false;
+    expect *= sh[i];
+  }
+  return true;
+}
+
+void* Tensor::raw_data() const {
+  auto* impl = checked();
+  return static_cast<char*>(impl->storage.ptr.get()) + impl->offset * int64_t(element_size(impl->dtype));
+}
+
+template <class T>
+T Tensor::item() const {
+  BRAID_CHECK(numel() == 1, "Tensor::item: expected a tensor with one element, got shape ", shape_str(shape()));
+  return to_vector<T>()[0];
+}
+
+template <class T>
+std::vector<T> Tensor::to_vector() const {
+  Tensor c = ops::contiguous(ops::to_device(*this, Device::cpu()));
+  std::vector<T> out(size_t(c.numel()));
+  dispatch_all(c.dtype(), [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const S* p = static_cast<const S*>(c.raw_data());
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(p[i]);
+  });
+  return out;
+}
+
+template float Tensor::item<float>() const;
+template double Tensor::item<double>() const;
+template int64_t Tensor::item<int64_t>() const;
+template int Tensor::item<int>() const;
+template std::vector<float> Tensor::to_vector<float>() const;
+template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
+
+// ---- autograd slot ----
+namespace {
+BackwardEngine g_engine = nullptr;
+}
+
+void set_backward_engine(BackwardEngine engine) { g_engine = engine; }
+
+AutogradMeta& autograd_meta(const Tensor& t) {
+  auto* impl = t.impl();
+  BRAID_CHECK(impl, "autograd: use of an undefined Tensor");
+  if (!impl->autograd) impl->autograd = std::make_shared<AutogradMeta>();
+  return *impl->autograd;
+}
+
+bool Tensor::requires_grad() const {
+  auto* a = checked()->autograd.get();
+  return a && (a->requires_grad || a->grad_fn);
+}
+
+Tensor& Tensor::requires_grad_(bool on) {
+  BRAID_CHECK(!on || is_floating(dtype()), "requires_grad_: only floating-point tensors can require "
+              "gradients, this one is ", dtype());
+  BRAID_CHECK(is_leaf(), "requires_grad_: can only be changed on a leaf tensor (this one was computed by an op; "
+              "use detach() first)");
+  autograd_meta(*this).requires_grad = on;
+  return *this;
+}
+
+bool Tensor::is_leaf() const {
+  auto* a = checked()->autograd.get();
+  return !a || !a->grad_fn;
+}
+
+Tensor Tensor::grad() const {
+  auto* a = checked()->autograd.get();
+  return a ? a->grad : Tensor();
+}
+
+void Tensor::set_grad(const Tensor& g) const {
+  if (g.defined()) {
+    BRAID_CHECK(g.shape() == shape() && g.dtype() == dtype() && g.device() == device(),
+                "set_grad: gradient ", shape_str(g.shape()), " ", g.dtype(), " on ", g.device(),
+                " does not match the tensor ", shape_str(shape()), " ", dtype(), " on ", device());
+  }
+  autograd_meta(*this).grad = g;
+}
+
+std::shared_ptr<autograd::Node> Tensor::grad_fn() const {
+  auto* a = checked()->autograd.get();
+  return a ? a->grad_fn : nullptr;
+}
+
+void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
+  BRAID_CHECK(requires_grad(), "backward: the tensor does not require grad and has no grad_fn (was it computed "
+              "under a no-grad guard, or from tensors that do not require grad?)");
+  Tensor g = gradient;
+  if (!g.defined()) {
+    BRAID_CHECK(numel() == 1, "backward: a gradient can only be implied for a one-element output; this output "
+                "has shape ", shape_str(shape()), ", pass backward(gradient)");
+    g = ops::affine(ops::contiguous(*this), 0.0, 1.0);
+  }
+  BRAID_CHECK(g.shape() == shape(), "backward: gradient shape ", shape_str(g.shape()),
+              " does not match the output shape ", shape_str(shape()));
+  BRAID_CHECK(g.dtype() == dtype() && g.device() == device(), "backward: gradient is ", g.dtype(), " on ",
+              g.device(), ", output is ", dtype(), " on ", device());
+  if (grad_fn()) {
+    BRAID_CHECK(g_engine, "backward: no autograd engine registered (link braid_nn)");
+    g_engine(*this, g, retain_graph);
+    return;
+  }
+  // A leaf: its gradient is the given one.
+  auto& meta = autograd_meta(*this);
+  if (meta.grad.defined()) ops::add_(meta.grad, g);
+  else meta.grad = ops::clone(g);
+  Tensor self = *this;
+  for (auto& hook : meta.post_accumulate_grad_hooks) hook(self);
+}
+
+Tensor Tensor::detach() const {
+  auto* impl = checked();
+  return make_tensor(impl->storage, impl->shape, impl->strides, impl->offset, impl->dtype);
+}
+
+void Tensor::register_post_accumulate_grad_hook(std::function<void(Tensor&)> hook) const {
+  BRAID_CHECK(is_leaf() && requires_grad(), "register_post_accumulate_grad_hook: only leaf tensors that "
+              "require grad have a gradient to accumulate");
+  autograd_meta(*this).post_accumulate_grad_hooks.push_back(std::move(hook));
+}
+
+void Tensor::set_data(const Tensor& src) const {
+  auto* impl = checked();
+  auto* s = src.checked();
+  impl->storage = s->storage;
+  impl->shape = s->shape;
+  impl->strides = s->strides;
+  impl->offset = s->offset;
+  impl->dtype = s->dtype;
+}
+
+namespace {
+void print_rec(std::ostream& os, const std::vector<double>& v, const Shape& shape, size_t d, int64_t& pos,
+               int indent, bool is_int) {
+  if (shape.empty()) {
+    if (is_int) os << int64_t(v[0]);
+    else os << std::setprecision(4) << std::fixed << v[0];
+    return;
+  }
+  os << "[";
+  int64_t n = shape[d];
+  const int64_t edge = 3;
+  for (int64_t i = 0; i < n; ++i) {
+    if (n > 2 * edge + 1 && i == edge) {
+      int64_t skip = n - 2 * edge;
+      int64_t block = 1;
+      for (size_t k = d + 1; k < shape.size(); ++k) block *= shape[k];
+      pos += skip * block;
+      i += skip - 1;
+      os << (d + 1 == shape.size() ? "..., " : "...,\n" + std::string(indent + 1, ' '));
+      continue;
+    }
+    if (d + 1 == shape.size()) {
+      if (is_int) os << int64_t(v[pos]);
+      else os << std::setprecision(4) << std::fixed << v[pos];
+      ++pos;
+    } else {
+      print_rec(os, v, shape, d + 1, pos, indent + 1, is_int);
+    }
+    if (i + 1 < n) os << (d + 1 == shape.size() ? ", " : ",\n" + std::string(indent + 1, ' '));
+  }
+  os << "]";
+}
+}  // namespace
+
+std::string Tensor::to_string() const {
+  if (!defined()) return "tensor(undefined)";
+  std::ostringstream os;
+  os << "tensor(";
+  std::vector<double> v = to_vector<double>();
+  int64_t pos = 0;
+  print_rec(os, v, shape(), 0, pos, 7, dtype() == DType::Int64);
+  os << ", shape=" << shape_str(shape()) << ", dtype=" << dtype();
+  if (!device().is_cpu()) os << ", device=" << device();
+  if (requires_grad()) os << ", requires_grad";
+  os << ")";
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
+
+}  // namespace braid

@@ -1,0 +1,28 @@
+// The seed program: a Linear(10, 1) model trained with MSE and SGD for 10 epochs on random data.
+#include <braid/braid.h>
+
+#include <cstdio>
+
+using namespace braid;
+
+struct SimpleNN : nn::Module {
+  nn::Linear fc = register_module("fc", nn::Linear(10, 1));
+  Tensor forward(const Tensor& x) { return fc(x); }
+};
+
+int main() {
+  Device device = Device::cpu();
+  std::printf("Using device: %s\n", device.str().c_str());
+  SimpleNN model;
+  model.to(device);
+  Tensor input = randn({64, 10}, device), target = randn({64, 1}, device);
+  optim::SGD optimizer(model.parameters(), {.lr = 0.01});
+  for (int epoch = 1; epoch <= 10; ++epoch) {
+    optimizer.zero_grad();
+    Tensor loss = nn::mse_loss(model.forward(input), target);
+    loss.backward();
+    optimizer.step();
+    std::printf("Epoch %d, Loss: %f\n", epoch, loss.item<float>());
+  }
+  return 0;
+}
