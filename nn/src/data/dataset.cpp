@@ -8,8 +8,9 @@ namespace braid::data {
 Dataset::~Dataset() = default;
 
 Example Dataset::get_batch(const std::vector<int64_t>& indices) const {
-  BRAID_CHECK(!indices.empty(), "Dataset::get_batch: expected at least one index (the batch shape is unknown "
-                                "without a sample)");
+  BRAID_CHECK(!indices.empty(),
+              "Dataset::get_batch: expected at least one index (the batch shape is unknown "
+              "without a sample)");
   std::vector<Tensor> data, targets;
   data.reserve(indices.size());
   targets.reserve(indices.size());
@@ -37,9 +38,9 @@ TensorDataset::TensorDataset(Tensor data, Tensor targets) {
   if (targets.defined()) {
     BRAID_CHECK(targets.dim() >= 1, "TensorDataset: targets must have at least one dim, got shape ",
                 shape_str(targets.shape()));
-    BRAID_CHECK(targets.shape()[0] == data.shape()[0], "TensorDataset: data has ", data.shape()[0],
-                " samples (shape ", shape_str(data.shape()), ") but targets have ", targets.shape()[0],
-                " (shape ", shape_str(targets.shape()), ")");
+    BRAID_CHECK(targets.shape()[0] == data.shape()[0], "TensorDataset: data has ", data.shape()[0], " samples (shape ",
+                shape_str(data.shape()), ") but targets have ", targets.shape()[0], " (shape ",
+                shape_str(targets.shape()), ")");
   }
   // index_select makes its source contiguous on every call; doing it once here keeps batches cheap.
   data_ = ops::contiguous(data.detach());

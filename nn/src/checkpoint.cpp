@@ -1,0 +1,289 @@
+#include "braid/nn/checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "braid/core/creation.h"
+#include "braid/core/ops.h"
+
+// The C stdio and POSIX calls report through errno.
+#define BRAID_IO_CHECK(cond, op, call, path)                                                                        \
+  do {                                                                                                              \
+    if (!(cond))                                                                                                    \
+      BRAID_FAIL(op, ": ", call, " failed for '", path, "': ", std::strerror(errno), " (", __FILE__, ":", __LINE__, \
+                 ")");                                                                                              \
+  } while (0)
+
+namespace braid::nn {
+
+// The format is little-endian and Braid writes tensor memory as it is.
+static_assert(std::endian::native == std::endian::little, "checkpoint.cpp assumes a little-endian host");
+
+namespace {
+
+using nlohmann::json;
+
+// The limit of the reference implementation: larger headers are corrupt or hostile.
+constexpr uint64_t max_header_bytes = 100'000'000;
+constexpr const char* metadata_key = "__metadata__";
+
+const char* safetensors_dtype(DType t) {
+  switch (t) {
+    case DType::Float32:
+      return "F32";
+    case DType::Float64:
+      return "F64";
+    default:
+      return "I64";
+  }
+}
+
+bool parse_dtype(const std::string& s, DType* out) {
+  if (s == "F32")
+    *out = DType::Float32;
+  else if (s == "F64")
+    *out = DType::Float64;
+  else if (s == "I64")
+    *out = DType::Int64;
+  else
+    return false;
+  return true;
+}
+
+class File {
+ public:
+  File(const std::string& path, const char* mode, const char* op) : path_(path), op_(op) {
+    errno = 0;
+    f_ = std::fopen(path.c_str(), mode);
+    BRAID_IO_CHECK(f_, op_, "fopen", path_);
+  }
+  ~File() {
+    if (f_) std::fclose(f_);
+  }
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  void write(const void* p, size_t n) {
+    if (n == 0) return;
+    errno = 0;
+    BRAID_IO_CHECK(std::fwrite(p, 1, n, f_) == n, op_, "fwrite", path_);
+  }
+  // Reads exactly n bytes; `what` says what they were meant to be when the file ends early.
+  void read(void* p, size_t n, const char* what) {
+    if (n == 0) return;
+    errno = 0;
+    size_t got = std::fread(p, 1, n, f_);
+    if (got == n) return;
+    BRAID_IO_CHECK(!std::ferror(f_), op_, "fread", path_);
+    BRAID_FAIL(op_, ": '", path_, "' is truncated: it ended ", n - got, " bytes short while reading ", what);
+  }
+  // Flushes to the disk, so the rename that follows never exposes a file whose data is not there yet.
+  void sync_and_close() {
+    errno = 0;
+    BRAID_IO_CHECK(std::fflush(f_) == 0, op_, "fflush", path_);
+    BRAID_IO_CHECK(::fsync(fileno(f_)) == 0, op_, "fsync", path_);
+    FILE* f = f_;
+    f_ = nullptr;
+    BRAID_IO_CHECK(std::fclose(f) == 0, op_, "fclose", path_);
+  }
+
+ private:
+  std::string path_;
+  const char* op_;
+  FILE* f_ = nullptr;
+};
+
+struct Entry {
+  std::string name;
+  DType dtype = DType::Float32;
+  Shape shape;
+  uint64_t begin = 0, end = 0;
+};
+
+struct Header {
+  uint64_t data_start = 0;     // 8 + header length
+  std::vector<Entry> entries;  // sorted by offset
+  Metadata metadata;
+};
+
+// Reads and validates everything but the tensor bytes; `file` is left at the start of the data.
+Header read_header(File& file, const std::string& path, const char* op) {
+  std::error_code ec;
+  uint64_t file_size = std::filesystem::file_size(path, ec);
+  BRAID_CHECK(!ec, op, ": cannot read '", path, "': ", ec.message());
+  BRAID_CHECK(file_size >= 8, op, ": '", path, "' is truncated: it has ", file_size,
+              " bytes, fewer than the 8-byte header length that starts a safetensors file");
+  uint8_t prefix[8];
+  file.read(prefix, 8, "the header length");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | prefix[i];
+  BRAID_CHECK(n <= max_header_bytes, op, ": '", path, "' declares a header of ", n, " bytes (limit ", max_header_bytes,
+              "): not a safetensors file, or a corrupt one");
+  BRAID_CHECK(n <= file_size - 8, op, ": '", path, "' declares a header of ", n, " bytes but only ", file_size - 8,
+              " bytes follow the length: truncated or corrupt");
+  std::string text(n, '\0');
+  file.read(text.data(), n, "the JSON header");
+  BRAID_CHECK(n > 0 && text[0] == '{', op, ": '", path, "' has a header that does not start with '{'");
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::exception& e) {
+    BRAID_FAIL(op, ": '", path, "' has a header that is not valid JSON: ", e.what());
+  }
+  BRAID_CHECK(root.is_object(), op, ": '", path, "' has a JSON header that is not an object");
+
+  Header h;
+  h.data_start = 8 + n;
+  uint64_t data_size = file_size - h.data_start;
+  for (auto& [name, value] : root.items()) {
+    if (name == metadata_key) {
+      BRAID_CHECK(value.is_object(), op, ": '", path, "': ", metadata_key, " must be an object of strings");
+      for (auto& [k, v] : value.items()) {
+        BRAID_CHECK(v.is_string(), op, ": '", path, "': ", metadata_key, " value of '", k, "' is not a string");
+        h.metadata[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    auto where = [&] { return detail::concat(op, ": '", path, "': tensor '", name, "'"); };
+    BRAID_CHECK(value.is_object(), where(), " is not described by an object");
+    Entry e;
+    e.name = name;
+    auto dtype = value.find("dtype");
+    BRAID_CHECK(dtype != value.end() && dtype->is_string(), where(), " has no dtype string");
+    BRAID_CHECK(parse_dtype(dtype->get<std::string>(), &e.dtype), where(), " has dtype ", dtype->get<std::string>(),
+                "; Braid reads F32, F64 and I64");
+    auto shape = value.find("shape");
+    BRAID_CHECK(shape != value.end() && shape->is_array(), where(), " has no shape array");
+    uint64_t numel = 1;
+    for (const json& d : *shape) {
+      BRAID_CHECK(d.is_number_unsigned(), where(), " has a shape entry ", d.dump(), " that is not a size");
+      uint64_t v = d.get<uint64_t>();
+      BRAID_CHECK(v <= uint64_t(std::numeric_limits<int64_t>::max()) &&
+                      (v == 0 || numel <= uint64_t(std::numeric_limits<int64_t>::max()) / 8 / v),
+                  where(), " has shape ", shape->dump(), ", too large to be real");
+      numel *= v;
+      e.shape.push_back(int64_t(v));
+    }
+    auto offsets = value.find("data_offsets");
+    BRAID_CHECK(offsets != value.end() && offsets->is_array() && offsets->size() == 2 &&
+                    (*offsets)[0].is_number_unsigned() && (*offsets)[1].is_number_unsigned(),
+                where(), " has no data_offsets [begin, end] of two sizes");
+    e.begin = (*offsets)[0].get<uint64_t>();
+    e.end = (*offsets)[1].get<uint64_t>();
+    BRAID_CHECK(e.begin <= e.end, where(), " has data_offsets ", offsets->dump(), " with begin after end");
+    uint64_t nbytes = numel * element_size(e.dtype);
+    BRAID_CHECK(e.end - e.begin == nbytes, where(), " is ", dtype->get<std::string>(), " of shape ", shape->dump(),
+                " (", nbytes, " bytes) but its data_offsets ", offsets->dump(), " span ", e.end - e.begin);
+    BRAID_CHECK(e.end <= data_size, op, ": '", path, "' is truncated or corrupt: tensor '", name, "' ends at byte ",
+                e.end, " of the data, but only ", data_size, " bytes follow the header");
+    h.entries.push_back(std::move(e));
+  }
+  std::sort(h.entries.begin(), h.entries.end(),
+            [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  // The format forbids overlaps and holes: sorted by offset, each tensor starts where the previous one ended.
+  uint64_t at = 0;
+  for (const Entry& e : h.entries) {
+    BRAID_CHECK(e.begin == at, op, ": '", path, "': tensor '", e.name, "' starts at data byte ", e.begin,
+                " but the previous tensor ends at ", at, (e.begin < at ? " (overlap)" : " (hole)"));
+    at = e.end;
+  }
+  BRAID_CHECK(at == data_size, op, ": '", path, "' has ", data_size - at,
+              " bytes after the last tensor's data that no tensor describes");
+  return h;
+}
+
+}  // namespace
+
+void save(const StateDict& tensors, const std::string& path, const Metadata& metadata) {
+  const char* op = "nn::save";
+  struct Item {
+    const std::string* name;
+    Tensor data;  // contiguous, CPU
+  };
+  std::vector<Item> items;
+  items.reserve(tensors.size());
+  for (auto& [name, t] : tensors) {
+    BRAID_CHECK(!name.empty(), op, ": '", path, "': a tensor has an empty name");
+    BRAID_CHECK(name != metadata_key, op, ": '", path, "': '", metadata_key, "' is reserved and cannot name a tensor");
+    BRAID_CHECK(t.defined(), op, ": '", path, "': tensor '", name, "' is undefined");
+    Tensor c = t.device().is_cpu() ? t : ops::to_device(t, Device::cpu());
+    items.push_back({&name, ops::contiguous(c)});
+  }
+  // Widest elements first keeps every tensor aligned to its element size in the data (as the reference writer
+  // does); the header is padded to 8 bytes so the data itself starts aligned.
+  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+    return element_size(a.data.dtype()) > element_size(b.data.dtype());
+  });
+
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header[metadata_key] = metadata;
+  uint64_t at = 0;
+  for (const Item& it : items) {
+    uint64_t nbytes = uint64_t(it.data.numel()) * element_size(it.data.dtype());
+    header[*it.name] = {
+        {"dtype", safetensors_dtype(it.data.dtype())}, {"shape", it.data.shape()}, {"data_offsets", {at, at + nbytes}}};
+    at += nbytes;
+  }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const nlohmann::json::exception& e) {
+    BRAID_FAIL(op, ": '", path, "': a tensor name or metadata string is not valid UTF-8: ", e.what());
+  }
+  text.resize((text.size() + 7) / 8 * 8, ' ');
+  uint8_t prefix[8];
+  for (int i = 0; i < 8; ++i) prefix[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
+
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  try {
+    File file(tmp, "wb", op);
+    file.write(prefix, 8);
+    file.write(text.data(), text.size());
+    for (const Item& it : items)
+      file.write(it.data.raw_data(), size_t(it.data.numel()) * element_size(it.data.dtype()));
+    file.sync_and_close();
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    BRAID_CHECK(!ec, op, ": cannot rename '", tmp, "' to '", path, "': ", ec.message());
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw;
+  }
+}
+
+StateDict load(const std::string& path) {
+  const char* op = "nn::load";
+  File file(path, "rb", op);
+  Header h = read_header(file, path, op);
+  StateDict out;
+  // Sorted and without holes, so the tensors follow each other in the file exactly as read here.
+  for (const Entry& e : h.entries) {
+    Tensor t = empty(e.shape, e.dtype);
+    file.read(t.raw_data(), e.end - e.begin, detail::concat("the data of tensor '", e.name, "'").c_str());
+    out[e.name] = t;
+  }
+  return out;
+}
+
+Metadata load_metadata(const std::string& path) {
+  File file(path, "rb", "nn::load_metadata");
+  return read_header(file, path, "nn::load_metadata").metadata;
+}
+
+void save(const Module& module, const std::string& path, const Metadata& metadata) {
+  save(module.state_dict(), path, metadata);
+}
+
+void load(Module& module, const std::string& path, bool strict) { module.load_state_dict(load(path), strict); }
+
+}  // namespace braid::nn

@@ -1,0 +1,12 @@
+#!/bin/sh
+# Installs what Braid needs to build, test and run its examples on Debian 12 (uses sudo when not root).
+set -e
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake pkg-config \
+  libeigen3-dev libopenblas-openmp-dev zlib1g-dev nlohmann-json3-dev libcxxopts-dev \
+  libgtest-dev libgmock-dev \
+  dataset-fashion-mnist

@@ -1,0 +1,322 @@
+#!/usr/bin/python3
+"""Writes the golden files that tests/nn/test_golden.cpp checks Braid against.
+
+Run with Debian's interpreter, which has python3-torch and python3-numpy:
+
+    /usr/bin/python3 tests/golden/make_golden.py
+
+It writes tests/data/golden/{mlp,embedding,optim}.safetensors, which are committed: CI reads them and never
+needs PyTorch. Debian packages no Python safetensors, so the format is written (and read back, to check the
+writer) here with json and numpy.
+
+The inputs and initial weights are drawn in float32 and stored as float32; Braid loads them into its modules
+rather than initialising its own. Every expected value is computed in float64 from those exact float32 values
+and then rounded to float32, so a test comparing Braid's float32 results sees only Braid's own rounding error,
+not PyTorch's as well. The script also reruns everything in float32 and prints the largest difference from the
+float64 reference per tensor, which is the size of error float32 arithmetic makes on these problems: the C++
+test's tolerances should sit comfortably above it.
+
+Names follow Braid's module naming: nn.Sequential's children are "0", "1", ..., so "0.weight" is the first
+Linear's weight in PyTorch's state_dict and in Braid's; every name carries its case's prefix.
+"""
+
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "golden")
+SEED = 20240611
+STEPS = 10
+
+# ---------------------------------------------------------------------------------------------- safetensors
+
+_DTYPES = {np.dtype("float32"): "F32", np.dtype("float64"): "F64", np.dtype("int64"): "I64"}
+_NP_DTYPES = {v: k for k, v in _DTYPES.items()}
+
+
+def write_safetensors(path, tensors, metadata):
+    """tensors: name -> numpy array (F32, F64 or I64). Layout: u64 little-endian header length, the JSON header
+    padded with spaces to a multiple of 8, then each tensor's little-endian bytes in header order."""
+    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        a = np.array(tensors[name], order="C")  # not ascontiguousarray: that makes 0-d arrays 1-d
+        dtype = _DTYPES[a.dtype]
+        raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for raw in blobs:
+            f.write(raw)
+    os.replace(tmp, path)
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    metadata = header.pop("__metadata__", {})
+    base = 8 + n
+    out = {}
+    end_max = 0
+    for name, info in header.items():
+        b, e = info["data_offsets"]
+        dtype = _NP_DTYPES[info["dtype"]].newbyteorder("<")
+        count = int(np.prod(info["shape"], dtype=np.int64))
+        assert e - b == count * dtype.itemsize, name
+        out[name] = np.frombuffer(data[base + b : base + e], dtype=dtype).reshape(tuple(info["shape"])).astype(
+            dtype.newbyteorder("="))
+        end_max = max(end_max, e)
+    assert base + end_max == len(data), "trailing bytes"
+    return out, metadata
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def make_mlp():
+    # Every activation appears once; Dropout runs in eval mode (the identity), so the outputs are deterministic.
+    return nn.Sequential(
+        nn.Linear(12, 16),  # 0
+        nn.LayerNorm(16),  # 1
+        nn.GELU(),  # 2 (exact, erf)
+        nn.Linear(16, 16),  # 3
+        nn.ReLU(),  # 4
+        nn.Linear(16, 16),  # 5
+        nn.Tanh(),  # 6
+        nn.Linear(16, 16),  # 7
+        nn.Sigmoid(),  # 8
+        nn.Dropout(p=0.3),  # 9
+        nn.Linear(16, 10),  # 10
+    )
+
+
+class EmbeddingModel(nn.Module):
+    """ids [B, T] -> Embedding(20, 6) -> mean over T -> Linear(6, 3)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 6)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, ids):
+        return self.fc(self.emb(ids).mean(dim=1))
+
+
+def f32(t):
+    """A tensor as float32 numpy (the stored form of every float)."""
+    return t.detach().to(torch.float32).cpu().numpy().copy()
+
+
+def params_of(model):
+    return {name: p for name, p in model.named_parameters()}
+
+
+# ---------------------------------------------------------------------------------------------- cases
+
+
+def mlp_case(dtype, x32, y32, t32, init):
+    """Forward, each loss and each loss's gradients, computed in `dtype` from the float32 data."""
+    model = make_mlp()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in init.items()})
+    model.to(dtype).eval()
+    out = {}
+    relu_margin = math.inf
+    for loss_name in ("ce", "nll", "mse"):
+        model.zero_grad(set_to_none=True)
+        x = torch.from_numpy(x32).to(dtype).requires_grad_(True)
+        h = x
+        for i, layer in enumerate(model):
+            if isinstance(layer, nn.ReLU):
+                relu_margin = min(relu_margin, h.abs().min().item())
+            h = layer(h)
+            out[f"mlp.activation.{i}"] = h
+        logits = h
+        log_probs = F.log_softmax(logits, dim=1)
+        target = torch.from_numpy(y32)
+        mse_target = torch.from_numpy(t32).to(dtype)
+        losses = {
+            "ce": F.cross_entropy(logits, target),
+            "nll": F.nll_loss(log_probs, target),
+            "mse": F.mse_loss(logits, mse_target),
+        }
+        for k, v in losses.items():
+            out[f"mlp.loss.{k}"] = v
+        out["mlp.logits"] = logits
+        out["mlp.log_softmax"] = log_probs
+        losses[loss_name].backward()
+        for name, p in model.named_parameters():
+            out[f"mlp.grad.{loss_name}.{name}"] = p.grad.clone()
+        out[f"mlp.grad.{loss_name}.input"] = x.grad.clone()
+    return out, relu_margin
+
+
+def embedding_case(dtype, ids, target, init):
+    model = EmbeddingModel()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in init.items()})
+    model.to(dtype)
+    ids_t = torch.from_numpy(ids)
+    pooled = model.emb(ids_t).mean(dim=1)
+    logits = model.fc(pooled)
+    loss = F.cross_entropy(logits, torch.from_numpy(target))
+    loss.backward()
+    out = {"embedding.pooled": pooled, "embedding.logits": logits, "embedding.loss": loss}
+    for name, p in model.named_parameters():
+        out[f"embedding.grad.{name}"] = p.grad.clone()
+    return out
+
+
+def train(dtype, x32, y32, init, make_optimizer, prefix):
+    """STEPS steps on cross-entropy over one fixed batch; the loss recorded at each step is before its update."""
+    model = make_mlp()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in init.items()})
+    model.to(dtype).eval()
+    opt = make_optimizer(model.parameters())
+    x = torch.from_numpy(x32).to(dtype)
+    target = torch.from_numpy(y32)
+    losses = []
+    out = {}
+    relu_margin = math.inf
+    for step in range(1, STEPS + 1):
+        opt.zero_grad(set_to_none=True)
+        relu_margin = min(relu_margin, model[:4](x).abs().min().item())
+        loss = F.cross_entropy(model(x), target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+        if step == 1:
+            for name, p in model.named_parameters():
+                out[f"{prefix}.step1.param.{name}"] = p.detach().clone()
+    for name, p in model.named_parameters():
+        out[f"{prefix}.param.{name}"] = p.detach().clone()
+    out[f"{prefix}.losses"] = torch.stack(losses)
+    return out, relu_margin
+
+
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9)
+
+
+def adamw(params):
+    return torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01)
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def report_float32_error(name, ref, f32run):
+    """Prints, per tensor, the largest |float32 - float64| PyTorch itself makes, relative to the tensor's scale."""
+    print(f"{name}: float32 PyTorch vs float64 reference")
+    worst = 0.0
+    for k in sorted(ref):
+        a = ref[k].detach().to(torch.float64)
+        b = f32run[k].detach().to(torch.float64)
+        diff = (a - b).abs().max().item()
+        scale = max(a.abs().max().item(), 1e-30)
+        worst = max(worst, diff / scale)
+        print(f"  {k:40s} max|diff| {diff:.3e}  max|ref| {scale:.3e}  rel {diff / scale:.3e}")
+    print(f"  worst relative to scale: {worst:.3e}")
+
+
+def finalize(tensors):
+    out = {}
+    for k, v in tensors.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v
+        elif v.dtype == torch.int64:
+            out[k] = v.numpy().copy()
+        else:
+            out[k] = f32(v)
+    return out
+
+
+def save(name, tensors, metadata):
+    os.makedirs(OUT_DIR, exist_ok=True)
+    path = os.path.join(OUT_DIR, name)
+    write_safetensors(path, tensors, metadata)
+    back, meta_back = read_safetensors(path)
+    assert set(back) == set(tensors), name
+    for k, v in tensors.items():
+        assert back[k].dtype == v.dtype and back[k].shape == v.shape and np.array_equal(back[k], v), (name, k)
+    assert meta_back == {k: str(v) for k, v in metadata.items()}
+    print(f"wrote {os.path.relpath(path)}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
+
+
+def main():
+    torch.set_num_threads(1)
+    torch.manual_seed(SEED)
+    metadata = {
+        "generator": "tests/golden/make_golden.py",
+        "torch": torch.__version__,
+        "seed": SEED,
+        "reference": "computed in float64 from the stored float32 inputs and weights, rounded to float32",
+    }
+
+    # ---- mlp: data and initial weights (PyTorch's default init; LayerNorm's affine made non-trivial)
+    mlp = make_mlp()
+    with torch.no_grad():
+        mlp[1].weight.copy_(1 + 0.2 * torch.randn(16))
+        mlp[1].bias.copy_(0.2 * torch.randn(16))
+    mlp_init = {k: f32(v) for k, v in mlp.state_dict().items()}
+    x = f32(torch.randn(8, 12))
+    y = torch.randint(0, 10, (8,), dtype=torch.int64).numpy().copy()
+    t = f32(torch.randn(8, 10))
+
+    ref, margin = mlp_case(torch.float64, x, y, t, mlp_init)
+    low, _ = mlp_case(torch.float32, x, y, t, mlp_init)
+    report_float32_error("mlp", ref, low)
+    assert margin > 1e-4, f"a ReLU input is {margin:.2e} from its kink; pick another seed"
+    mlp_file = {"mlp.input": x, "mlp.target.class": y, "mlp.target.mse": t}
+    mlp_file.update({f"mlp.param.{k}": v for k, v in mlp_init.items()})
+    mlp_file.update(finalize(ref))
+    save("mlp.safetensors", mlp_file, dict(metadata, case="mlp"))
+
+    # ---- embedding: repeated ids within and across rows, and some rows of the table never used
+    emb = EmbeddingModel()
+    emb_init = {k: f32(v) for k, v in emb.state_dict().items()}
+    ids = torch.randint(0, 20, (4, 5), dtype=torch.int64)
+    ids[0, 3] = ids[0, 1]
+    ids[2, 0] = ids[0, 1]
+    ids[3, 4] = ids[3, 2]
+    ids = ids.numpy().copy()
+    target = torch.randint(0, 3, (4,), dtype=torch.int64).numpy().copy()
+    assert len(np.unique(ids)) < ids.size and len(np.unique(ids)) < 20
+    ref = embedding_case(torch.float64, ids, target, emb_init)
+    low = embedding_case(torch.float32, ids, target, emb_init)
+    report_float32_error("embedding", ref, low)
+    emb_file = {"embedding.ids": ids, "embedding.target": target}
+    emb_file.update({f"embedding.param.{k}": v for k, v in emb_init.items()})
+    emb_file.update(finalize(ref))
+    save("embedding.safetensors", emb_file, dict(metadata, case="embedding"))
+
+    # ---- optim: the mlp from the same initial weights, trained on cross-entropy over the same fixed batch
+    opt_file = {"optim.input": x, "optim.target": y}
+    opt_file.update({f"optim.param.{k}": v for k, v in mlp_init.items()})
+    for prefix, make in (("optim.sgd", sgd), ("optim.adamw", adamw)):
+        ref, margin = train(torch.float64, x, y, mlp_init, make, prefix)
+        low, _ = train(torch.float32, x, y, mlp_init, make, prefix)
+        report_float32_error(prefix, ref, low)
+        assert margin > 1e-4, f"{prefix}: a ReLU input is {margin:.2e} from its kink; pick another seed"
+        opt_file.update(finalize(ref))
+    save("optim.safetensors", opt_file,
+         dict(metadata, case="optim", sgd="lr=0.1 momentum=0.9", adamw="lr=0.01 weight_decay=0.01",
+              steps=STEPS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
