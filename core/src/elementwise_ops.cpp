@@ -55,7 +55,9 @@ Tensor binary_with(F f, const char* name, const Tensor& a, const Tensor& b) {
 template <class F>
 Tensor unary_with(F f, const char* name, const Tensor& a, bool floating_only = true) {
   check_cpu(name, a);
-  if (floating_only) BRAID_CHECK(is_floating(a.dtype()), name, ": expected a floating-point tensor, got ", a.dtype());
+  if (floating_only)
+    BRAID_CHECK(is_floating(a.dtype()), name, ": expected a floating-point tensor, got ", a.dtype(), " ",
+                shape_str(a.shape()));
   Tensor out = empty(a.shape(), TensorOptions(a.dtype(), a.device()));
   auto L = make_loop<2>(a.shape(), {&out, &a});
   dispatch_all(a.dtype(), [&](auto tag) {

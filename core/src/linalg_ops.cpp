@@ -65,8 +65,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   BRAID_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands need at least 1 dim, got ", shape_str(a.shape()),
               " @ ", shape_str(b.shape()));
   BRAID_CHECK(is_floating(a.dtype()), "matmul: expected floating-point tensors, got ", a.dtype());
-  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
+  // b first, so that vector @ vector ends as a 0-d dot product ([1, 1] -> [1] -> []).
   if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
+  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
   int64_t k = a.shape().back();
   BRAID_CHECK(b.shape()[b.dim() - 2] == k, "matmul: inner dimensions differ: ", shape_str(a.shape()), " @ ",
               shape_str(b.shape()), " (", k, " vs ", b.shape()[b.dim() - 2], ")");

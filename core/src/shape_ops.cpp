@@ -86,7 +86,8 @@ Tensor reshape(const Tensor& t, const Shape& shape) {
 
 Tensor transpose(const Tensor& t, int64_t d0, int64_t d1) {
   check_defined("transpose", t);
-  if (t.dim() == 0) return t;
+  // A view is always a new handle: returning `t` itself would let autograd attach history to the input.
+  if (t.dim() == 0) return alias(t, t.shape(), t.strides(), t.offset());
   d0 = wrap_dim(d0, t.dim(), "transpose");
   d1 = wrap_dim(d1, t.dim(), "transpose");
   Shape s = t.shape(), st = t.strides();
@@ -161,9 +162,9 @@ Tensor expand(const Tensor& t, const Shape& shape) {
 
 Tensor squeeze(const Tensor& t, int64_t dim) {
   check_defined("squeeze", t);
-  if (t.dim() == 0) return t;
+  if (t.dim() == 0) return alias(t, t.shape(), t.strides(), t.offset());
   dim = wrap_dim(dim, t.dim(), "squeeze");
-  if (t.shape()[dim] != 1) return t;
+  if (t.shape()[dim] != 1) return alias(t, t.shape(), t.strides(), t.offset());
   Shape s = t.shape(), st = t.strides();
   s.erase(s.begin() + dim);
   st.erase(st.begin() + dim);
@@ -266,7 +267,7 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   const char* sp = static_cast<const char*>(src.raw_data());
   char* op = static_cast<char*>(out.raw_data());
   const int64_t* ip = idx.data<int64_t>();
-#pragma omp parallel for if (rows * row_elems >= 65536)
+#pragma omp parallel for if (rows * row_elems >= (int64_t(1) << 22))
   for (int64_t r = 0; r < rows; ++r) std::memcpy(op + r * row_bytes, sp + ip[r] * row_bytes, row_bytes);
   if (dim == 0) return out;
   return contiguous(transpose(out, 0, dim));

@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <Eigen/Core>
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -115,6 +117,23 @@ void arg_reduce(bool max, const T* in, int64_t* out, int64_t outer, int64_t r, i
 template <class T>
 void softmax(bool log, const T* in, T* out, int64_t outer, int64_t dim, int64_t inner) {
   const bool parallel = outer * dim * inner >= kParallelGrain / 4 && !omp_in_parallel();
+  if (inner == 1 && dim > 0) {  // contiguous rows: Eigen's vectorised exp
+    using Row = Eigen::Array<T, Eigen::Dynamic, 1>;
+#pragma omp parallel for if (parallel)
+    for (int64_t o = 0; o < outer; ++o) {
+      Eigen::Map<const Row> x(in + o * dim, dim);
+      Eigen::Map<Row> y(out + o * dim, dim);
+      const T m = x.maxCoeff();
+      if (log) {
+        double s = (x - m).exp().template cast<double>().sum();
+        y = x - (m + T(std::log(s)));
+      } else {
+        y = (x - m).exp();
+        y *= T(1.0 / y.template cast<double>().sum());
+      }
+    }
+    return;
+  }
 #pragma omp parallel for collapse(2) if (parallel)
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t k = 0; k < inner; ++k) {

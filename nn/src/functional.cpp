@@ -442,11 +442,17 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                     Tensor a2 = a.dim() == 1 ? ops::unsqueeze(a, 0) : a;
                     Tensor b2 = b.dim() == 1 ? ops::unsqueeze(b, 1) : b;
                     Tensor g2 = g;
+                    if (b.dim() == 1) g2 = ops::unsqueeze(g2, -1);  // first: a 0-d g (vector @ vector)
                     if (a.dim() == 1) g2 = ops::unsqueeze(g2, -2);
-                    if (b.dim() == 1) g2 = ops::unsqueeze(g2, -1);
                     if (na) ga = ops::reshape(ops::sum_to(ops::matmul(g2, mT(b2)), a2.shape()), a.shape());
-                    if (nb) gb = ops::reshape(ops::matmul(mT(a2), g2), b.shape());
-                    if (nb && gb.shape() != b.shape()) gb = ops::sum_to(gb, b.shape());
+                    if (nb && b.dim() == 1) {  // a vector shared by every row of a: one [k, rows] @ [rows, 1]
+                      int64_t k = b.shape()[0];
+                      gb = ops::reshape(ops::matmul(ops::transpose(ops::reshape(a, {-1, k}), 0, 1),
+                                                    ops::reshape(g, {-1, 1})),
+                                        b.shape());
+                    } else if (nb) {
+                      gb = ops::sum_to(ops::matmul(mT(a2), g2), b.shape());
+                    }
                     return std::vector<Tensor>{ga, gb};
                   }
                   if (na) ga = ops::sum_to(ops::matmul(g, mT(b)), a.shape());
@@ -521,6 +527,7 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) 
   check_floating("mse_loss", target);
   BRAID_CHECK(input.shape() == target.shape(), "mse_loss: input ", shape_str(input.shape()), " and target ",
               shape_str(target.shape()), " must have the same shape");
+  ops::check_same_dtype("mse_loss", input, target);
   Tensor d = sub(input, target);
   return reduce_loss(mul(d, d), reduction);
 }
@@ -530,7 +537,13 @@ namespace {
 Tensor nll_impl(const char* name, const Tensor& x, const Tensor& target, Reduction reduction, bool fused) {
   check_floating(name, x);
   BRAID_CHECK(x.dim() == 2, name, ": expected input [batch, classes], got ", shape_str(x.shape()));
+  BRAID_CHECK(target.defined(), name, ": got an undefined target");
   ops::check_same_device(name, x, target);
+  BRAID_CHECK(target.dtype() == DType::Int64, name, ": target must be int64 class indices, got ", target.dtype(),
+              " ", shape_str(target.shape()));
+  BRAID_CHECK(target.dim() == 1 && target.shape()[0] == x.shape()[0], name, ": target shape ",
+              shape_str(target.shape()), " does not match input ", shape_str(x.shape()), " (expected [",
+              x.shape()[0], "])");
   Tensor lp = fused ? ops::softmax(x, 1, true) : x;
   Tensor per = ops::nll(lp, target);
   int64_t n = x.shape()[0];
@@ -572,6 +585,14 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
   for (int64_t i = 0; ok && i < k; ++i) ok = input.shape()[input.dim() - k + i] == normalized_shape[i];
   BRAID_CHECK(ok, "layer_norm: input ", shape_str(input.shape()), " does not end in normalized_shape ",
               shape_str(normalized_shape));
+  // The affine parameters must match normalized_shape exactly: anything else would broadcast silently.
+  for (const Tensor* p : {&weight, &bias}) {
+    if (!p->defined()) continue;
+    const char* what = p == &weight ? "weight" : "bias";
+    BRAID_CHECK(p->shape() == normalized_shape, "layer_norm: ", what, " ", shape_str(p->shape()),
+                " does not match normalized_shape ", shape_str(normalized_shape));
+    ops::check_same_dtype("layer_norm", input, *p);
+  }
   std::vector<int64_t> dims;
   for (int64_t i = input.dim() - k; i < input.dim(); ++i) dims.push_back(i);
   Tensor mu = mean(input, dims, true);

@@ -72,6 +72,7 @@ Adam::Adam(std::vector<Tensor> params, AdamOptions o, bool decoupled)
   BRAID_CHECK(o.weight_decay >= 0, name, ": weight_decay must be >= 0, got ", o.weight_decay);
   exp_avg_.resize(params_.size());
   exp_avg_sq_.resize(params_.size());
+  param_steps_.resize(params_.size(), 0);
 }
 
 void Adam::step() {
@@ -85,7 +86,8 @@ void Adam::step() {
       exp_avg_sq_[i] = zeros_like(params_[i]);
     }
     ops::adam_update_(params_[i], g, exp_avg_[i], exp_avg_sq_[i],
-                      {lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, step_, decoupled_});
+                      {lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, ++param_steps_[i],
+                       decoupled_});
   }
 }
 

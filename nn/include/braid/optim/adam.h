@@ -29,6 +29,8 @@ class Adam : public Optimizer {
   bool decoupled_;
   int64_t step_ = 0;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  // Per parameter, as torch.optim: a parameter's bias correction counts only the steps it took part in.
+  std::vector<int64_t> param_steps_;
 };
 
 struct AdamWOptions {
