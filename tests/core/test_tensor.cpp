@@ -10,15 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "../test_util.h"
 #include "braid/core/core.h"
 
 using namespace braid;
+using braid::test::error_of;
+using braid::test::expect_error;
 
 namespace {
-
-#define EXPECT_CONTAINS(haystack, needle)                          \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) \
-      << "expected \"" << (haystack) << "\" to contain \"" << (needle) << "\""
 
 // Reads / writes element `idx` of any (strided) float32 or float64 tensor through its strides.
 int64_t element_offset(const Tensor& t, const std::vector<int64_t>& idx) {
@@ -43,16 +42,6 @@ void set_at(const Tensor& t, const std::vector<int64_t>& idx, double v) {
 }
 
 bool shares_storage(const Tensor& a, const Tensor& b) { return a.storage().ptr.get() == b.storage().ptr.get(); }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a braid::Error";
-  return "";
-}
 
 // 0, 1, 2, ... as float32 in the given shape.
 Tensor iota(const Shape& shape) { return ops::reshape(arange(double(shape_numel(shape))), shape); }

@@ -7,25 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "../test_util.h"
 #include "braid/braid.h"
 
 using namespace braid;
+using braid::test::error_of;
+using braid::test::expect_error;
 
 namespace {
-
-#define EXPECT_CONTAINS(haystack, needle)                          \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) \
-      << "expected \"" << (haystack) << "\" to contain \"" << (needle) << "\""
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a braid::Error";
-  return "";
-}
 
 Tensor leaf(std::vector<double> v, Shape s = {}) { return from_vector(v, s).requires_grad_(true); }
 

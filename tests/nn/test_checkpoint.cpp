@@ -10,12 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "../test_util.h"
 #include "braid/core/creation.h"
 #include "braid/core/ops.h"
 #include "braid/nn/checkpoint.h"
 #include "braid/nn/module.h"
 
 using namespace braid;
+using braid::test::error_of;
+using braid::test::expect_error;
 using nlohmann::json;
 
 namespace {
@@ -53,16 +56,6 @@ class CheckpointTest : public ::testing::Test {
     std::vector<uint8_t> out(v.size() * sizeof(T));
     std::memcpy(out.data(), v.data(), out.size());
     return out;
-  }
-  // Expects fn to throw braid::Error whose message contains each of `parts`.
-  template <class Fn>
-  static void expect_error(Fn fn, const std::vector<std::string>& parts) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected braid::Error";
-    } catch (const Error& e) {
-      for (auto& part : parts) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-    }
   }
 
   std::filesystem::path dir_;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "../test_util.h"
 #include "braid/core/creation.h"
 #include "braid/core/ops.h"
 #include "braid/data/dataloader.h"
@@ -21,6 +22,8 @@
 #include "braid/data/idx.h"
 
 using namespace braid;
+using braid::test::error_of;
+using braid::test::expect_error;
 using namespace braid::data;
 
 namespace {
@@ -424,16 +427,6 @@ class IdxTest : public ::testing::Test {
     }
     std::fclose(f);
     return p;
-  }
-  // Expects fn to throw braid::Error whose message contains each of `parts`.
-  template <class Fn>
-  static void expect_error(Fn fn, const std::vector<std::string>& parts) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected braid::Error";
-    } catch (const Error& e) {
-      for (auto& part : parts) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-    }
   }
 
   std::filesystem::path dir_;

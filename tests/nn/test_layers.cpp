@@ -8,26 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "../test_util.h"
 #include "braid/braid.h"
 
 using namespace braid;
+using braid::test::error_of;
+using braid::test::expect_error;
 namespace F = braid::nn::functional;
 
 namespace {
-
-#define EXPECT_CONTAINS(haystack, needle)                          \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) \
-      << "expected \"" << (haystack) << "\" to contain \"" << (needle) << "\""
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a braid::Error";
-  return "";
-}
 
 std::vector<std::string> names_of(const std::vector<std::pair<std::string, Tensor>>& named) {
   std::vector<std::string> out;
