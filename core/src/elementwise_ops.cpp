@@ -3,11 +3,12 @@
 #include "braid/core/creation.h"
 #include "braid/kernels/cpu/threads.h"
 #include "braid/kernels/functors.h"
+#include "braid/kernels/op_kinds.h"
 #include "op_util.h"
 
 namespace braid::ops {
 
-using detail::check_cpu;
+using detail::check_device;
 using detail::make_loop;
 namespace k = braid::kernels;
 namespace kc = braid::kernels::cpu;
@@ -37,118 +38,118 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 
 namespace {
 
-template <class F>
-Tensor binary_with(F f, const char* name, const Tensor& a, const Tensor& b) {
-  check_cpu(name, a);
-  check_cpu(name, b);
+void check_integer_ok(bool ok, const char* name, const Tensor& a) {
+  BRAID_CHECK(ok || is_floating(a.dtype()), name, ": expected a floating-point tensor, got ", a.dtype(), " ",
+              shape_str(a.shape()));
+}
+
+// out = op(a, b) over a loop; one functor per op, launched on the out tensor's device.
+void launch_binary(BinaryOp op, kernels::OpParams p, const kc::Loop<3>& L, const Tensor& out, const Tensor& a,
+                   const Tensor& b) {
+  dispatch_all(out.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* o = static_cast<T*>(out.raw_data());
+    const T* x = static_cast<const T*>(a.raw_data());
+    const T* y = static_cast<const T*>(b.raw_data());
+#if BRAID_WITH_CUDA
+    if (out.device().is_cuda()) return kernels::cuda::binary<T>(op, p, L, o, x, y, detail::stream_of(out));
+#endif
+    k::with_binary(op, p, [&](auto f) { kc::binary(f, L, o, x, y); });
+  });
+}
+
+void launch_unary(UnaryOp op, kernels::OpParams p, const kc::Loop<2>& L, const Tensor& out, const Tensor& a) {
+  dispatch_all(out.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* o = static_cast<T*>(out.raw_data());
+    const T* x = static_cast<const T*>(a.raw_data());
+#if BRAID_WITH_CUDA
+    if (out.device().is_cuda()) return kernels::cuda::unary<T>(op, p, L, o, x, detail::stream_of(out));
+#endif
+    k::with_unary(op, p, [&](auto f) { kc::unary(f, L, o, x); });
+  });
+}
+
+Tensor binary_op(BinaryOp op, kernels::OpParams p, const Tensor& a, const Tensor& b) {
+  const char* name = k::op_name(op);
+  check_device(name, a);
+  check_device(name, b);
+  check_same_device(name, a, b);
   check_same_dtype(name, a, b);
+  check_integer_ok(k::integer_ok(op), name, a);
   Shape s = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = empty(s, TensorOptions(a.dtype(), a.device()));
-  auto L = make_loop<3>(s, {&out, &a, &b});
-  dispatch_all(a.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    kc::binary(f, L, out.data<T>(), static_cast<const T*>(a.raw_data()), static_cast<const T*>(b.raw_data()));
-  });
+  launch_binary(op, p, make_loop<3>(s, {&out, &a, &b}), out, a, b);
   return out;
 }
 
-template <class F>
-Tensor unary_with(F f, const char* name, const Tensor& a, bool floating_only = true) {
-  check_cpu(name, a);
-  if (floating_only)
-    BRAID_CHECK(is_floating(a.dtype()), name, ": expected a floating-point tensor, got ", a.dtype(), " ",
-                shape_str(a.shape()));
+Tensor unary_op(UnaryOp op, kernels::OpParams p, const Tensor& a) {
+  const char* name = k::op_name(op);
+  check_device(name, a);
+  check_integer_ok(k::integer_ok(op), name, a);
   Tensor out = empty(a.shape(), TensorOptions(a.dtype(), a.device()));
-  auto L = make_loop<2>(a.shape(), {&out, &a});
-  dispatch_all(a.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    kc::unary(f, L, out.data<T>(), static_cast<const T*>(a.raw_data()));
-  });
+  launch_unary(op, p, make_loop<2>(a.shape(), {&out, &a}), out, a);
   return out;
-}
-
-const char* binary_name(BinaryOp op) {
-  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
-                                "eq",  "ne",  "lt",  "le",  "gt",  "ge"};
-  return names[int(op)];
 }
 
 }  // namespace
 
-Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
-  const char* n = binary_name(op);
-  switch (op) {
-    case BinaryOp::Add: return binary_with(k::Add{}, n, a, b);
-    case BinaryOp::Sub: return binary_with(k::Sub{}, n, a, b);
-    case BinaryOp::Mul: return binary_with(k::Mul{}, n, a, b);
-    case BinaryOp::Div: return binary_with(k::Div{}, n, a, b);
-    case BinaryOp::Pow: return binary_with(k::Pow{}, n, a, b);
-    case BinaryOp::Maximum: return binary_with(k::Maximum{}, n, a, b);
-    case BinaryOp::Minimum: return binary_with(k::Minimum{}, n, a, b);
-    case BinaryOp::Eq: return binary_with(k::Eq{}, n, a, b);
-    case BinaryOp::Ne: return binary_with(k::Ne{}, n, a, b);
-    case BinaryOp::Lt: return binary_with(k::Lt{}, n, a, b);
-    case BinaryOp::Le: return binary_with(k::Le{}, n, a, b);
-    case BinaryOp::Gt: return binary_with(k::Gt{}, n, a, b);
-    case BinaryOp::Ge: return binary_with(k::Ge{}, n, a, b);
-  }
-  BRAID_FAIL("binary: unknown op");
-}
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) { return binary_op(op, {}, a, b); }
 
-Tensor unary(UnaryOp op, const Tensor& a) {
-  switch (op) {
-    case UnaryOp::Neg: return unary_with(k::Neg{}, "neg", a, false);
-    case UnaryOp::Exp: return unary_with(k::Exp{}, "exp", a);
-    case UnaryOp::Log: return unary_with(k::Log{}, "log", a);
-    case UnaryOp::Sqrt: return unary_with(k::Sqrt{}, "sqrt", a);
-    case UnaryOp::Abs: return unary_with(k::Abs{}, "abs", a, false);
-    case UnaryOp::Sign: return unary_with(k::Sign{}, "sign", a, false);
-    case UnaryOp::Relu: return unary_with(k::Relu{}, "relu", a);
-    case UnaryOp::Gelu: return unary_with(k::Gelu{}, "gelu", a);
-    case UnaryOp::Tanh: return unary_with(k::Tanh{}, "tanh", a);
-    case UnaryOp::Sigmoid: return unary_with(k::Sigmoid{}, "sigmoid", a);
-  }
-  BRAID_FAIL("unary: unknown op");
-}
+Tensor unary(UnaryOp op, const Tensor& a) { return unary_op(op, {}, a); }
 
 Tensor activation_backward(ActivationBackward op, const Tensor& grad, const Tensor& saved) {
   BRAID_CHECK(grad.shape() == saved.shape(), "activation_backward: gradient ", shape_str(grad.shape()),
               " and saved tensor ", shape_str(saved.shape()), " differ");
-  switch (op) {
-    case ActivationBackward::Relu: return binary_with(k::ReluBackward{}, "relu_backward", grad, saved);
-    case ActivationBackward::Gelu: return binary_with(k::GeluBackward{}, "gelu_backward", grad, saved);
-    case ActivationBackward::Tanh: return binary_with(k::TanhBackward{}, "tanh_backward", grad, saved);
-    case ActivationBackward::Sigmoid: return binary_with(k::SigmoidBackward{}, "sigmoid_backward", grad, saved);
-  }
-  BRAID_FAIL("activation_backward: unknown op");
+  static const BinaryOp kinds[] = {BinaryOp::ReluBackward, BinaryOp::GeluBackward, BinaryOp::TanhBackward,
+                                   BinaryOp::SigmoidBackward};
+  return binary_op(kinds[int(op)], {}, grad, saved);
 }
 
-Tensor affine(const Tensor& a, double scale, double shift) {
-  return unary_with(k::Affine{scale, shift}, "affine", a, false);
-}
+Tensor affine(const Tensor& a, double scale, double shift) { return unary_op(UnaryOp::Affine, {scale, shift}, a); }
 
 Tensor clamp(const Tensor& a, double lo, double hi) {
   BRAID_CHECK(lo <= hi, "clamp: min ", lo, " is greater than max ", hi);
-  return unary_with(k::Clamp{lo, hi}, "clamp", a, false);
+  return unary_op(UnaryOp::Clamp, {lo, hi}, a);
 }
 
 Tensor clamp_backward(const Tensor& grad, const Tensor& input, double lo, double hi) {
-  return binary_with(k::ClampBackward{lo, hi}, "clamp_backward", grad, input);
+  return binary_op(BinaryOp::ClampBackward, {lo, hi}, grad, input);
 }
 
-Tensor pow_scalar(const Tensor& a, double exponent) { return unary_with(k::PowScalar{exponent}, "pow", a); }
+Tensor pow_scalar(const Tensor& a, double exponent) { return unary_op(UnaryOp::PowScalar, {exponent, 0}, a); }
 
 // ---- in place ----
 
 void copy_(const Tensor& dst, const Tensor& src) {
-  check_cpu("copy_", dst);
-  check_cpu("copy_", src);
+  check_device("copy_", dst);
+  check_device("copy_", src);
   Shape s = broadcast_shapes(dst.shape(), src.shape(), "copy_");
   BRAID_CHECK(s == dst.shape(), "copy_: source ", shape_str(src.shape()), " does not broadcast to destination ",
               shape_str(dst.shape()));
-  if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous() && src.shape() == dst.shape()) {
-    if (dst.raw_data() != src.raw_data())
-      std::memcpy(dst.raw_data(), src.raw_data(), size_t(dst.numel()) * element_size(dst.dtype()));
+  bool plain = dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous() && src.shape() == dst.shape();
+  size_t nbytes = size_t(dst.numel()) * element_size(dst.dtype());
+  if (dst.device() != src.device()) {
+#if BRAID_WITH_CUDA
+    // Across devices: bring the source to the destination's device as a plain block, then copy there.
+    Tensor block = plain ? src : contiguous(to_dtype(src, dst.dtype()));
+    if (block.shape() != dst.shape() || !dst.is_contiguous()) {
+      Tensor staged = empty(block.shape(), TensorOptions(block.dtype(), dst.device()));
+      cuda::detail::copy_bytes(staged.raw_data(), dst.device(), block.raw_data(), block.device(),
+                               size_t(block.numel()) * element_size(block.dtype()));
+      return copy_(dst, staged);
+    }
+    cuda::detail::copy_bytes(dst.raw_data(), dst.device(), block.raw_data(), block.device(), nbytes);
+    return;
+#endif
+  }
+  if (plain) {
+    if (dst.raw_data() == src.raw_data()) return;
+#if BRAID_WITH_CUDA
+    if (dst.device().is_cuda())
+      return cuda::detail::copy_bytes(dst.raw_data(), dst.device(), src.raw_data(), src.device(), nbytes);
+#endif
+    std::memcpy(dst.raw_data(), src.raw_data(), nbytes);
     return;
   }
   auto L = make_loop<2>(s, {&dst, &src});
@@ -156,54 +157,50 @@ void copy_(const Tensor& dst, const Tensor& src) {
     using TO = typename decltype(to)::type;
     dispatch_all(src.dtype(), [&](auto from) {
       using TF = typename decltype(from)::type;
-      kc::unary([](TF x) { return x; }, L, static_cast<TO*>(dst.raw_data()), static_cast<const TF*>(src.raw_data()));
+      TO* o = static_cast<TO*>(dst.raw_data());
+      const TF* x = static_cast<const TF*>(src.raw_data());
+#if BRAID_WITH_CUDA
+      if (dst.device().is_cuda()) return kernels::cuda::convert<TO, TF>(L, o, x, detail::stream_of(dst));
+#endif
+      kc::unary([](TF v) { return v; }, L, o, x);
     });
   });
 }
 
 void fill_(const Tensor& dst, double value) {
-  check_cpu("fill_", dst);
+  check_device("fill_", dst);
   dispatch_all(dst.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
+    T x = T(value);
     if (dst.is_contiguous()) {
       T* p = static_cast<T*>(dst.raw_data());
       int64_t n = dst.numel();
-      T x = T(value);
+#if BRAID_WITH_CUDA
+      if (dst.device().is_cuda()) return kernels::cuda::fill<T>(p, n, x, detail::stream_of(dst));
+#endif
 #pragma omp parallel for simd if (n >= kc::kParallelGrain)
       for (int64_t i = 0; i < n; ++i) p[i] = x;
       return;
     }
-    T x = T(value);
-    Tensor one = from_blob(&x, {}, dst.dtype());
-    copy_(dst, one);
+    copy_(dst, full({}, value, TensorOptions(dst.dtype(), dst.device())));
   });
 }
 
 void add_(const Tensor& dst, const Tensor& src, double alpha) {
-  check_cpu("add_", dst);
-  check_cpu("add_", src);
+  check_device("add_", dst);
+  check_device("add_", src);
+  check_same_device("add_", dst, src);
   check_same_dtype("add_", dst, src);
   Shape s = broadcast_shapes(dst.shape(), src.shape(), "add_");
   BRAID_CHECK(s == dst.shape(), "add_: source ", shape_str(src.shape()), " does not broadcast to destination ",
               shape_str(dst.shape()));
-  auto L = make_loop<3>(s, {&dst, &dst, &src});
-  dispatch_all(dst.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* d = static_cast<T*>(dst.raw_data());
-    const T* x = static_cast<const T*>(src.raw_data());
-    if (alpha == 1) kc::binary(k::Add{}, L, d, d, x);
-    else kc::binary([a = T(alpha)](T p, T q) { return p + a * q; }, L, d, d, x);
-  });
+  launch_binary(alpha == 1 ? BinaryOp::Add : BinaryOp::AddScaled, {alpha, 0}, make_loop<3>(s, {&dst, &dst, &src}),
+                dst, dst, src);
 }
 
 void mul_(const Tensor& dst, double value) {
-  check_cpu("mul_", dst);
-  auto L = make_loop<2>(dst.shape(), {&dst, &dst});
-  dispatch_all(dst.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* d = static_cast<T*>(dst.raw_data());
-    kc::unary(k::Affine{value, 0.0}, L, d, d);
-  });
+  check_device("mul_", dst);
+  launch_unary(UnaryOp::Affine, {value, 0}, make_loop<2>(dst.shape(), {&dst, &dst}), dst, dst);
 }
 
 // ---- conversion ----
@@ -229,8 +226,14 @@ Tensor to_dtype(const Tensor& t, DType dtype) {
 Tensor to_device(const Tensor& t, Device device) {
   detail::check_defined("to_device", t);
   if (t.device() == device) return t;
+#if BRAID_WITH_CUDA
+  Tensor out = empty(t.shape(), TensorOptions(t.dtype(), device));
+  copy_(out, t);
+  return out;
+#else
   BRAID_FAIL("to_device: cannot move a tensor from ", t.device(), " to ", device,
              ": this build of Braid has no CUDA backend");
+#endif
 }
 
 bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {

@@ -4,7 +4,7 @@
 
 namespace braid::ops {
 
-using detail::check_cpu;
+using detail::check_device;
 
 namespace {
 
@@ -29,9 +29,11 @@ BlasOperand blas_operand(const Tensor& m) {
 }  // namespace
 
 void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) {
-  check_cpu("matmul", a);
-  check_cpu("matmul", b);
-  check_cpu("matmul", out);
+  check_device("matmul", a);
+  check_device("matmul", b);
+  check_device("matmul", out);
+  check_same_device("matmul", a, b);
+  check_same_device("matmul", out, a);
   check_same_dtype("matmul", a, b);
   check_same_dtype("matmul", out, a);
   BRAID_CHECK(a.dim() == 2 && b.dim() == 2 && out.dim() == 2, "matmul: gemm needs 2-D operands, got ",
@@ -52,14 +54,18 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double alpha
   int64_t ldc = m == 1 ? std::max<int64_t>(n, 1) : out.strides()[0];
   dispatch_floating(a.dtype(), "matmul", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    kernels::cpu::gemm(A.trans, B.trans, m, n, k, T(alpha), static_cast<const T*>(A.keep.raw_data()), A.ld,
-                       static_cast<const T*>(B.keep.raw_data()), B.ld, T(beta), static_cast<T*>(out.raw_data()), ldc);
+    const T* pa = static_cast<const T*>(A.keep.raw_data());
+    const T* pb = static_cast<const T*>(B.keep.raw_data());
+    T* pc = static_cast<T*>(out.raw_data());
+    BRAID_ON_DEVICE(out, kernels::cpu::gemm(A.trans, B.trans, m, n, k, T(alpha), pa, A.ld, pb, B.ld, T(beta), pc, ldc),
+                    kernels::cuda::gemm(cuda::detail::blas(out.device()), A.trans, B.trans, m, n, k, T(alpha), pa,
+                                        A.ld, pb, B.ld, T(beta), pc, ldc));
   });
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  check_cpu("matmul", a);
-  check_cpu("matmul", b);
+  check_device("matmul", a);
+  check_device("matmul", b);
   check_same_device("matmul", a, b);
   check_same_dtype("matmul", a, b);
   BRAID_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands need at least 1 dim, got ", shape_str(a.shape()),
@@ -95,11 +101,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  check_cpu("linear", x);
-  check_cpu("linear", w);
+  check_device("linear", x);
+  check_device("linear", w);
   BRAID_CHECK(w.dim() == 2, "linear: weight must be [out_features, in_features], got ", shape_str(w.shape()));
   BRAID_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1], "linear: input ", shape_str(x.shape()),
               " does not end in in_features = ", w.shape()[1], " (weight ", shape_str(w.shape()), ")");
+  check_same_device("linear", x, w);
   check_same_dtype("linear", x, w);
   int64_t in = w.shape()[1], outf = w.shape()[0];
   Shape lead(x.shape().begin(), x.shape().end() - 1);
@@ -108,7 +115,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   Tensor out = empty({m, outf}, TensorOptions(x.dtype(), x.device()));
   double beta = 0;
   if (bias.defined()) {
-    check_cpu("linear", bias);
+    check_device("linear", bias);
+    check_same_device("linear", x, bias);
     check_same_dtype("linear", x, bias);
     BRAID_CHECK(bias.dim() == 1 && bias.shape()[0] == outf, "linear: bias must be [", outf, "], got ",
                 shape_str(bias.shape()));

@@ -5,6 +5,7 @@
 
 #include "braid/core/ops.h"
 #include "braid/kernels/cpu/elementwise.h"
+#include "cuda_runtime.h"
 
 namespace braid::ops::detail {
 
@@ -18,11 +19,18 @@ inline void check_defined(const char* op, const Tensor& t) {
   BRAID_CHECK(t.defined(), op, ": got an undefined tensor");
 }
 
-// The CPU kernels are the ones in this build; other devices report themselves clearly.
-inline void check_cpu(const char* op, const Tensor& t) {
+// CPU tensors always have kernels; CUDA tensors when Braid was built with the CUDA backend.
+inline void check_device(const char* op, const Tensor& t) {
   check_defined(op, t);
-  BRAID_CHECK(t.device().is_cpu(), op, ": no kernel for device ", t.device(), " in this build");
+#if !BRAID_WITH_CUDA
+  BRAID_CHECK(t.device().is_cpu(), op, ": no kernel for device ", t.device(),
+              " in this build (Braid was built without CUDA)");
+#endif
 }
+
+#if BRAID_WITH_CUDA
+inline kernels::cuda::Stream stream_of(const Tensor& t) { return cuda::detail::stream(t.device()); }
+#endif
 
 // A loop over out_shape with every operand broadcast to it (operand 0 is the output).
 template <int N>
@@ -46,3 +54,20 @@ kernels::cpu::Loop<N> make_loop(const Shape& out_shape, const std::array<const T
 }
 
 }  // namespace braid::ops::detail
+
+// Runs cpu_call, or cuda_call for a tensor on a CUDA device (a CPU-only build drops cuda_call's text).
+#if BRAID_WITH_CUDA
+#define BRAID_ON_DEVICE(t, cpu_call, cuda_call) \
+  do {                                          \
+    if ((t).device().is_cuda()) {               \
+      cuda_call;                                \
+    } else {                                    \
+      cpu_call;                                 \
+    }                                           \
+  } while (0)
+#else
+#define BRAID_ON_DEVICE(t, cpu_call, cuda_call) \
+  do {                                          \
+    cpu_call;                                   \
+  } while (0)
+#endif

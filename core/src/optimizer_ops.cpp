@@ -7,7 +7,7 @@ namespace braid::ops {
 
 namespace {
 void check_state(const char* op, const Tensor& param, const Tensor& t, const char* what) {
-  detail::check_cpu(op, t);
+  detail::check_device(op, t);
   BRAID_CHECK(t.shape() == param.shape() && t.dtype() == param.dtype() && t.device() == param.device(), op, ": ",
               what, " is ", shape_str(t.shape()), " ", t.dtype(), " on ", t.device(), " but the parameter is ",
               shape_str(param.shape()), " ", param.dtype(), " on ", param.device());
@@ -25,8 +25,10 @@ void sgd_update_(const Tensor& param, const Tensor& grad, const Tensor& buf, con
   kernels::SgdUpdate u{p.lr, p.momentum, p.dampening, p.weight_decay, p.nesterov, p.first_step};
   dispatch_floating(param.dtype(), "sgd_update_", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    kernels::cpu::sgd_update<T>(u, param.data<T>(), grad.data<T>(), p.momentum != 0 ? buf.data<T>() : nullptr,
-                                param.numel());
+    T* b = p.momentum != 0 ? buf.data<T>() : nullptr;
+    BRAID_ON_DEVICE(param, kernels::cpu::sgd_update<T>(u, param.data<T>(), grad.data<T>(), b, param.numel()),
+                    kernels::cuda::sgd_update<T>(u, param.data<T>(), grad.data<T>(), b, param.numel(),
+                                                 detail::stream_of(param)));
   });
 }
 
@@ -46,7 +48,11 @@ void adam_update_(const Tensor& param, const Tensor& grad, const Tensor& m, cons
                         p.decoupled_weight_decay};
   dispatch_floating(param.dtype(), "adam_update_", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    kernels::cpu::adam_update<T>(u, param.data<T>(), grad.data<T>(), m.data<T>(), v.data<T>(), param.numel());
+    BRAID_ON_DEVICE(param,
+                    kernels::cpu::adam_update<T>(u, param.data<T>(), grad.data<T>(), m.data<T>(), v.data<T>(),
+                                                 param.numel()),
+                    kernels::cuda::adam_update<T>(u, param.data<T>(), grad.data<T>(), m.data<T>(), v.data<T>(),
+                                                  param.numel(), detail::stream_of(param)));
   });
 }
 

@@ -7,7 +7,7 @@
 namespace braid::ops {
 
 namespace kc = braid::kernels::cpu;
-using detail::check_cpu;
+using detail::check_device;
 using detail::wrap_dim;
 
 namespace {
@@ -19,7 +19,7 @@ struct Plan {
 };
 
 Plan plan_reduction(const Tensor& t, std::vector<int64_t> dims, bool keepdim, const char* op) {
-  check_cpu(op, t);
+  check_device(op, t);
   int64_t nd = t.dim();
   if (dims.empty())
     for (int64_t d = 0; d < nd; ++d) dims.push_back(d);
@@ -59,7 +59,9 @@ Tensor reduce_with(kc::ReduceOp rop, const Tensor& t, std::vector<int64_t> dims,
   Tensor out = empty(p.out_shape, TensorOptions(t.dtype(), t.device()));
   dispatch_all(t.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    kc::reduce<T>(rop, p.input.data<T>(), out.data<T>(), p.outer, p.reduce, p.inner);
+    BRAID_ON_DEVICE(t, kc::reduce<T>(rop, p.input.data<T>(), out.data<T>(), p.outer, p.reduce, p.inner),
+                    kernels::cuda::reduce<T>(rop, p.input.data<T>(), out.data<T>(), p.outer, p.reduce, p.inner,
+                                             detail::stream_of(t)));
   });
   return out;
 }
@@ -67,10 +69,12 @@ Tensor reduce_with(kc::ReduceOp rop, const Tensor& t, std::vector<int64_t> dims,
 Tensor arg_with(bool max, const Tensor& t, int64_t dim, bool keepdim, const char* op) {
   BRAID_CHECK(t.numel() > 0, op, ": cannot take the arg of an empty tensor");
   Plan p = plan_reduction(t, {dim}, keepdim, op);
-  Tensor out = empty(p.out_shape, DType::Int64);
+  Tensor out = empty(p.out_shape, TensorOptions(DType::Int64, t.device()));
   dispatch_all(t.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    kc::arg_reduce<T>(max, p.input.data<T>(), out.data<int64_t>(), p.outer, p.reduce, p.inner);
+    BRAID_ON_DEVICE(t, kc::arg_reduce<T>(max, p.input.data<T>(), out.data<int64_t>(), p.outer, p.reduce, p.inner),
+                    kernels::cuda::arg_reduce<T>(max, p.input.data<T>(), out.data<int64_t>(), p.outer, p.reduce,
+                                                 p.inner, detail::stream_of(t)));
   });
   return out;
 }
@@ -118,7 +122,7 @@ Tensor sum_to(const Tensor& t, const Shape& shape) {
 
 Tensor softmax(const Tensor& t, int64_t dim, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
-  check_cpu(op, t);
+  check_device(op, t);
   dim = wrap_dim(dim, t.dim(), op);
   Tensor c = contiguous(t);
   int64_t outer = 1, n = t.dim() ? t.shape()[dim] : 1, inner = 1;
@@ -127,14 +131,15 @@ Tensor softmax(const Tensor& t, int64_t dim, bool log) {
   Tensor out = empty(t.shape(), TensorOptions(t.dtype(), t.device()));
   dispatch_floating(t.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    kc::softmax<T>(log, c.data<T>(), out.data<T>(), outer, n, inner);
+    BRAID_ON_DEVICE(t, kc::softmax<T>(log, c.data<T>(), out.data<T>(), outer, n, inner),
+                    kernels::cuda::softmax<T>(log, c.data<T>(), out.data<T>(), outer, n, inner, detail::stream_of(t)));
   });
   return out;
 }
 
 Tensor softmax_backward(const Tensor& grad, const Tensor& output, int64_t dim, bool log) {
   const char* op = log ? "log_softmax_backward" : "softmax_backward";
-  check_cpu(op, grad);
+  check_device(op, grad);
   BRAID_CHECK(grad.shape() == output.shape(), op, ": gradient ", shape_str(grad.shape()), " vs output ",
               shape_str(output.shape()));
   dim = wrap_dim(dim, output.dim(), op);
@@ -145,15 +150,19 @@ Tensor softmax_backward(const Tensor& grad, const Tensor& output, int64_t dim, b
   Tensor out = empty(output.shape(), TensorOptions(output.dtype(), output.device()));
   dispatch_floating(output.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    kc::softmax_backward<T>(log, g.data<T>(), y.data<T>(), out.data<T>(), outer, n, inner);
+    BRAID_ON_DEVICE(output,
+                    kc::softmax_backward<T>(log, g.data<T>(), y.data<T>(), out.data<T>(), outer, n, inner),
+                    kernels::cuda::softmax_backward<T>(log, g.data<T>(), y.data<T>(), out.data<T>(), outer, n, inner,
+                                                       detail::stream_of(output)));
   });
   return out;
 }
 
 namespace {
 void check_nll_args(const char* op, const Tensor& lp, const Tensor& target) {
-  check_cpu(op, lp);
-  check_cpu(op, target);
+  check_device(op, lp);
+  check_device(op, target);
+  check_same_device(op, lp, target);
   BRAID_CHECK(lp.dim() == 2, op, ": expected input of shape [batch, classes], got ", shape_str(lp.shape()));
   BRAID_CHECK(target.dtype() == DType::Int64, op, ": target must be int64 class indices, got ", target.dtype());
   BRAID_CHECK(target.dim() == 1 && target.shape()[0] == lp.shape()[0], op, ": target shape ",
@@ -169,9 +178,17 @@ Tensor nll(const Tensor& log_probs, const Tensor& target) {
   Tensor out = empty({n}, TensorOptions(lp.dtype(), lp.device()));
   dispatch_floating(lp.dtype(), "nll_loss", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    int64_t bad = kc::nll_forward<T>(lp.data<T>(), tg.data<int64_t>(), out.data<T>(), n, c);
-    BRAID_CHECK(bad < 0, "nll_loss: target[", bad, "] = ", tg.data<int64_t>()[bad], " is not a class index in [0, ",
-                c, ")");
+    int64_t bad = -1;
+    BRAID_ON_DEVICE(
+        lp, bad = kc::nll_forward<T>(lp.data<T>(), tg.data<int64_t>(), out.data<T>(), n, c), {
+          Tensor flag = full({}, double(n), TensorOptions(DType::Int64, lp.device()));
+          kernels::cuda::nll_forward<T>(lp.data<T>(), tg.data<int64_t>(), out.data<T>(), flag.data<int64_t>(), n, c,
+                                        detail::stream_of(lp));
+          bad = flag.item<int64_t>();
+          if (bad == n) bad = -1;
+        });
+    BRAID_CHECK(bad < 0, "nll_loss: target[", bad, "] = ", ops::select(tg, 0, bad).item<int64_t>(),
+                " is not a class index in [0, ", c, ")");
   });
   return out;
 }
@@ -186,8 +203,12 @@ Tensor nll_backward(const Tensor& log_probs, const Tensor& target, const Tensor&
   Tensor out = empty(lp.shape(), TensorOptions(lp.dtype(), lp.device()));
   dispatch_floating(lp.dtype(), "nll_loss_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    kc::nll_backward<T>(from_log_softmax, lp.data<T>(), tg.data<int64_t>(), gl.data<T>(), gl.numel() == n && n != 1,
-                        T(scale), out.data<T>(), n, c);
+    const bool per_sample = gl.numel() == n && n != 1;
+    BRAID_ON_DEVICE(lp,
+                    kc::nll_backward<T>(from_log_softmax, lp.data<T>(), tg.data<int64_t>(), gl.data<T>(), per_sample,
+                                        T(scale), out.data<T>(), n, c),
+                    kernels::cuda::nll_backward<T>(from_log_softmax, lp.data<T>(), tg.data<int64_t>(), gl.data<T>(),
+                                                   per_sample, T(scale), out.data<T>(), n, c, detail::stream_of(lp)));
   });
   return out;
 }

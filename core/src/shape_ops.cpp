@@ -243,7 +243,7 @@ Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
 
 namespace {
 void check_index(const char* op, const Tensor& index, int64_t limit) {
-  detail::check_cpu(op, index);
+  detail::check_device(op, index);
   BRAID_CHECK(index.dtype() == DType::Int64, op, ": index must be int64, got ", index.dtype());
   for (int64_t v : index.to_vector<int64_t>())
     BRAID_CHECK(v >= 0 && v < limit, op, ": index ", v, " is out of range [0, ", limit, ")");
@@ -251,11 +251,12 @@ void check_index(const char* op, const Tensor& index, int64_t limit) {
 }  // namespace
 
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
-  detail::check_cpu("index_select", t);
+  detail::check_device("index_select", t);
   BRAID_CHECK(t.dim() > 0, "index_select: cannot index a 0-d tensor");
   dim = wrap_dim(dim, t.dim(), "index_select");
   BRAID_CHECK(dim == 0 || index.dim() <= 1, "index_select: a multi-dimensional index is only supported along dim 0");
   check_index("index_select", index, t.shape()[dim]);
+  check_same_device("index_select", t, index);
   Tensor src = dim == 0 ? contiguous(t) : contiguous(transpose(t, 0, dim));
   Tensor idx = contiguous(index);
   int64_t rows = idx.numel();
@@ -267,16 +268,20 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   const char* sp = static_cast<const char*>(src.raw_data());
   char* op = static_cast<char*>(out.raw_data());
   const int64_t* ip = idx.data<int64_t>();
-#pragma omp parallel for if (rows * row_elems >= (int64_t(1) << 22))
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(op + r * row_bytes, sp + ip[r] * row_bytes, row_bytes);
+  const bool parallel = rows * row_elems >= (int64_t(1) << 22);
+  BRAID_ON_DEVICE(t, {
+    _Pragma("omp parallel for if (parallel)")
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(op + r * row_bytes, sp + ip[r] * row_bytes, row_bytes);
+  }, kernels::cuda::gather_rows(sp, ip, op, rows, int64_t(row_bytes), detail::stream_of(t)));
   if (dim == 0) return out;
   return contiguous(transpose(out, 0, dim));
 }
 
 Tensor index_add(const Shape& shape, const Tensor& index, const Tensor& src) {
-  detail::check_cpu("index_add", src);
+  detail::check_device("index_add", src);
   BRAID_CHECK(!shape.empty(), "index_add: destination must have at least one dim");
   check_index("index_add", index, shape[0]);
+  check_same_device("index_add", src, index);
   Tensor out = zeros(shape, TensorOptions(src.dtype(), src.device()));
   int64_t row_elems = shape_numel(shape) / std::max<int64_t>(shape[0], 1);
   BRAID_CHECK(src.numel() == index.numel() * row_elems, "index_add: source ", shape_str(src.shape()),
@@ -288,11 +293,14 @@ Tensor index_add(const Shape& shape, const Tensor& index, const Tensor& src) {
     using T = typename decltype(tag)::type;
     T* o = out.data<T>();
     const T* x = s.data<T>();
-    for (int64_t r = 0, n = idx.numel(); r < n; ++r) {
-      T* dst = o + ip[r] * row_elems;
-      const T* from = x + r * row_elems;
-      for (int64_t j = 0; j < row_elems; ++j) dst[j] += from[j];
-    }
+    const int64_t n = idx.numel();
+    BRAID_ON_DEVICE(src,
+                    for (int64_t r = 0; r < n; ++r) {
+                      T* dst = o + ip[r] * row_elems;
+                      const T* from = x + r * row_elems;
+                      for (int64_t j = 0; j < row_elems; ++j) dst[j] += from[j];
+                    },
+                    kernels::cuda::index_add_rows<T>(x, ip, o, n, row_elems, detail::stream_of(src)));
   });
   return out;
 }

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "braid/core/ops.h"
+#include "cuda_runtime.h"
 
 namespace braid {
 
@@ -32,8 +33,13 @@ Shape contiguous_strides(const Shape& s) {
 }
 
 Storage Storage::allocate(size_t nbytes, Device device) {
-  BRAID_CHECK(device.is_cpu(), "Storage::allocate: device ", device,
-              " is not available in this build (Braid was built without CUDA)");
+  if (device.is_cuda()) {
+#if BRAID_WITH_CUDA
+    return cuda::detail::allocate(nbytes, device);
+#else
+    BRAID_FAIL("Storage::allocate: device ", device, " is not available in this build (Braid was built without CUDA)");
+#endif
+  }
   size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, rounded);
   BRAID_CHECK(p, "Storage::allocate: out of memory allocating ", nbytes, " bytes");

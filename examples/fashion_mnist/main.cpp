@@ -11,6 +11,13 @@ using namespace braid;
 
 namespace {
 
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu();
+  if (name == "cuda") return Device::cuda(0);
+  if (name.rfind("cuda:", 0) == 0) return Device::cuda(std::stoi(name.substr(5)));
+  BRAID_FAIL("--device: expected cpu, cuda or cuda:N, got '", name, "'");
+}
+
 double accuracy(nn::Sequential& model, const Tensor& images, const Tensor& labels) {
   NoGradGuard no_grad;
   model->eval();
@@ -35,6 +42,7 @@ int main(int argc, char** argv) {
         data::default_fashion_mnist_root))
     ("checkpoint", "save the model here (.safetensors) after each epoch", cxxopts::value<std::string>())
     ("resume", "load the model from this checkpoint before training", cxxopts::value<std::string>())
+    ("device", "cpu, cuda or cuda:N (default: cuda when a GPU is visible)", cxxopts::value<std::string>())
     ("log-every", "print a progress line every N steps", cxxopts::value<int>()->default_value("100"))
     ("h,help", "show this help");
   try {
@@ -54,11 +62,17 @@ int main(int argc, char** argv) {
     std::printf("Fashion-MNIST: %lld training and %lld test images, %d threads\n", (long long)train->size(),
                 (long long)test->size(), get_num_threads());
 
+    Device device = args.count("device") ? parse_device(args["device"].as<std::string>())
+                                         : (cuda::is_available() ? Device::cuda(0) : Device::cpu());
+    BRAID_CHECK(device.is_cpu() || device.index < cuda::device_count(), "--device: ", device,
+                " is not available (", cuda::device_count(), " CUDA devices visible)");
     nn::Sequential model(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));
     if (args.count("resume")) {
       nn::load(*model, args["resume"].as<std::string>());
       std::printf("Resumed from %s\n", args["resume"].as<std::string>().c_str());
     }
+    model->to(device);
+    Tensor test_images = to(test->data(), device), test_labels = to(test->targets(), device);
     optim::SGD optimizer(model->parameters(), {.lr = args["lr"].as<double>(), .momentum = args["momentum"].as<double>()});
     data::DataLoader loader(train, {.batch_size = batch_size,
                                     .shuffle = true,
@@ -69,23 +83,24 @@ int main(int argc, char** argv) {
     for (int epoch = 1; epoch <= epochs; ++epoch) {
       auto start = std::chrono::steady_clock::now();
       int64_t step = 0, seen = 0;
-      double loss_sum = 0;
+      Tensor loss_sum = zeros({}, device);  // summed on the device: reading it each step would wait for the GPU
       for (auto& batch : loader) {
         optimizer.zero_grad();
-        Tensor loss = nn::cross_entropy(model(batch.data), batch.target);
+        Tensor loss = nn::cross_entropy(model(to(batch.data, device)), to(batch.target, device));
         loss.backward();
         optimizer.step();
         schedule.step();
-        loss_sum += loss.item<double>();
+        ops::add_(loss_sum, loss.detach());
         seen += batch.data.size(0);
         if (++step % log_every == 0)
           std::printf("  epoch %d step %4lld/%lld  loss %.4f\n", epoch, (long long)step, (long long)loader.size(),
-                      loss_sum / double(step));
+                      loss_sum.item<double>() / double(step));
       }
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      double acc = accuracy(model, test->data(), test->targets());
-      std::printf("Epoch %d: train loss %.4f, test accuracy %.2f%%, %.1f s (%.0f samples/s)\n", epoch,
-                  loss_sum / double(step), 100 * acc, secs, double(seen) / secs);
+      double acc = accuracy(model, test_images, test_labels);
+      std::printf("Epoch %d (%s): train loss %.4f, test accuracy %.2f%%, %.1f s (%.0f samples/s)\n", epoch,
+                  device.str().c_str(),
+                  loss_sum.item<double>() / double(step), 100 * acc, secs, double(seen) / secs);
       std::fflush(stdout);
       if (args.count("checkpoint")) nn::save(*model, args["checkpoint"].as<std::string>());
     }

@@ -1,4 +1,5 @@
-// The seed program: a Linear(10, 1) model trained with MSE and SGD for 10 epochs on random data.
+// The seed program: a Linear(10, 1) model trained with MSE and SGD for 10 epochs on random data, on the GPU
+// when there is one.
 #include <braid/braid.h>
 
 #include <cstdio>
@@ -11,7 +12,7 @@ struct SimpleNN : nn::Module {
 };
 
 int main() {
-  Device device = Device::cpu();
+  Device device = cuda::is_available() ? Device::cuda(0) : Device::cpu();
   std::printf("Using device: %s\n", device.str().c_str());
   SimpleNN model;
   model.to(device);

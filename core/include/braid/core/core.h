@@ -2,6 +2,7 @@
 #pragma once
 
 #include "braid/core/creation.h"
+#include "braid/core/cuda.h"
 #include "braid/core/device.h"
 #include "braid/core/dtype.h"
 #include "braid/core/error.h"

@@ -1,32 +1,4 @@
-// braid::Error is the one exception family of Braid. BRAID_CHECK(cond, parts...) throws it with the parts
-// streamed into the message; every op names itself, its arguments and what it expected.
+// braid::Error and BRAID_CHECK live at the bottom layer (kernels/) so every layer throws the same exceptions.
 #pragma once
 
-#include <sstream>
-#include <stdexcept>
-#include <string>
-
-namespace braid {
-
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-namespace detail {
-template <class... Args>
-std::string concat(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
-}
-}  // namespace detail
-
-}  // namespace braid
-
-#define BRAID_CHECK(cond, ...)                                          \
-  do {                                                                  \
-    if (!(cond)) throw ::braid::Error(::braid::detail::concat(__VA_ARGS__)); \
-  } while (0)
-
-#define BRAID_FAIL(...) throw ::braid::Error(::braid::detail::concat(__VA_ARGS__))
+#include "braid/kernels/error.h"

@@ -6,12 +6,14 @@
 #include <vector>
 
 #include "braid/core/tensor.h"
+#include "braid/kernels/op_kinds.h"
 
 namespace braid::ops {
 
 // ---- element-wise ----
-enum class BinaryOp { Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge };
-enum class UnaryOp { Neg, Exp, Log, Sqrt, Abs, Sign, Relu, Gelu, Tanh, Sigmoid };
+// The operation names are the kernels' (op_kinds.h), so CPU and CUDA run the same functor for each.
+using kernels::BinaryOp;
+using kernels::UnaryOp;
 // Backward of an activation from the incoming gradient and the saved input (Relu, Gelu) or output (Tanh, Sigmoid).
 enum class ActivationBackward { Relu, Gelu, Tanh, Sigmoid };
 

@@ -17,6 +17,10 @@ struct Div { template <class T> BRAID_HOST_DEVICE T operator()(T a, T b) const {
 struct Pow { template <class T> BRAID_HOST_DEVICE T operator()(T a, T b) const { return std::pow(a, b); } };
 struct Maximum { template <class T> BRAID_HOST_DEVICE T operator()(T a, T b) const { return a > b ? a : b; } };
 struct Minimum { template <class T> BRAID_HOST_DEVICE T operator()(T a, T b) const { return a < b ? a : b; } };
+struct AddScaled {  // a + alpha * b
+  double alpha;
+  template <class T> BRAID_HOST_DEVICE T operator()(T a, T b) const { return a + T(alpha) * b; }
+};
 struct Eq { template <class T> BRAID_HOST_DEVICE T operator()(T a, T b) const { return T(a == b); } };
 struct Ne { template <class T> BRAID_HOST_DEVICE T operator()(T a, T b) const { return T(a != b); } };
 struct Lt { template <class T> BRAID_HOST_DEVICE T operator()(T a, T b) const { return T(a < b); } };

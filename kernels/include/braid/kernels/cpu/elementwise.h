@@ -10,40 +10,16 @@
 #include <array>
 #include <cstdint>
 
+#include "braid/kernels/loop.h"
+
 namespace braid::kernels::cpu {
 
-constexpr int kMaxDims = 16;
+using kernels::coalesce;
+using kernels::kMaxDims;
+using kernels::Loop;
+
 // Below this many elements a loop runs on the calling thread: starting a parallel region costs more.
 constexpr int64_t kParallelGrain = 32768;
-
-template <int N>
-struct Loop {
-  int ndim = 0;
-  int64_t sizes[kMaxDims] = {};
-  int64_t strides[N][kMaxDims] = {};  // bytes
-};
-
-template <int N>
-Loop<N> coalesce(const Loop<N>& in) {
-  Loop<N> out;
-  for (int d = 0; d < in.ndim; ++d) {
-    if (in.sizes[d] == 1) continue;
-    if (out.ndim > 0) {
-      int p = out.ndim - 1;
-      bool mergeable = true;
-      for (int k = 0; k < N; ++k) mergeable &= out.strides[k][p] == in.strides[k][d] * in.sizes[d];
-      if (mergeable) {
-        out.sizes[p] *= in.sizes[d];
-        for (int k = 0; k < N; ++k) out.strides[k][p] = in.strides[k][d];
-        continue;
-      }
-    }
-    out.sizes[out.ndim] = in.sizes[d];
-    for (int k = 0; k < N; ++k) out.strides[k][out.ndim] = in.strides[k][d];
-    ++out.ndim;
-  }
-  return out;
-}
 
 // Calls inner(ptrs, inner_strides, n) over runs of the innermost dimension, in parallel when large.
 template <int N, class Inner>

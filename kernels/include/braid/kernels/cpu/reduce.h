@@ -4,9 +4,11 @@
 
 #include <cstdint>
 
+#include "braid/kernels/op_kinds.h"
+
 namespace braid::kernels::cpu {
 
-enum class ReduceOp { Sum, Max, Min };
+using kernels::ReduceOp;
 
 template <class T>
 void reduce(ReduceOp op, const T* in, T* out, int64_t outer, int64_t reduce, int64_t inner);
