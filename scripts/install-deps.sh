@@ -9,4 +9,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config \
   libeigen3-dev libopenblas-openmp-dev zlib1g-dev nlohmann-json3-dev libcxxopts-dev \
   libgtest-dev libgmock-dev \
+  libopenmpi-dev openmpi-bin \
   dataset-fashion-mnist

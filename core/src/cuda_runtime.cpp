@@ -3,6 +3,7 @@
 #if BRAID_WITH_CUDA
 
 #include <atomic>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,12 +34,13 @@ struct DeviceState {
 
 std::atomic<bool> g_poison{false};
 std::mutex g_states_mutex;
-std::vector<DeviceState*> g_states;
+// Never destroyed: a tensor released during static destruction must still find its device's state.
+std::vector<DeviceState*>& g_states = *new std::vector<DeviceState*>();
 
 void check_device_index(int index) {
   int n = device_count();
-  BRAID_CHECK(index >= 0 && index < n, "CUDA device ", index, " does not exist (", n, " visible device",
-              n == 1 ? "" : "s", ")");
+  BRAID_CHECK(index >= 0 && index < n, "cuda:", index, " is not available: ", n, " CUDA device",
+              n == 1 ? " is" : "s are", " visible", n == 0 ? " (no GPU or no driver)" : "");
 }
 
 DeviceState& state(int index) {
@@ -55,6 +57,16 @@ DeviceState& state(int index) {
     BRAID_CUDA_CHECK(cudaStreamCreateWithFlags(&fresh->stream, cudaStreamNonBlocking));
     BRAID_CUBLAS_CHECK(cublasCreate(&fresh->blas));
     BRAID_CUBLAS_CHECK(cublasSetStream(fresh->blas, fresh->stream));
+    // Some kernels take short-lived scratch with cudaMallocAsync; keep the pool's memory mapped between steps
+    // instead of returning it to the driver at every synchronisation.
+    int pools = 0;
+    BRAID_CUDA_CHECK(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, index));
+    if (pools) {
+      cudaMemPool_t pool;
+      BRAID_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, index));
+      uint64_t keep = UINT64_MAX;
+      BRAID_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    }
     s = fresh.release();
   }
   return *s;
@@ -110,6 +122,7 @@ Storage allocate(size_t nbytes, Device device) {
       p = it->second.back();
       it->second.pop_back();
       s.stats.bytes_cached -= int64_t(size);
+      BRAID_CUDA_CHECK(cudaSetDevice(device.index));
     } else {
       BRAID_CUDA_CHECK(cudaSetDevice(device.index));
       cudaError_t err = cudaMalloc(&p, size);
@@ -176,7 +189,10 @@ void synchronize(int device) {
   for (int i = first; i <= last; ++i) BRAID_CUDA_CHECK(cudaStreamSynchronize(detail::stream(Device::cuda(i))));
 }
 
+void* current_stream(int device) { return detail::stream(Device::cuda(device)); }
+
 MemoryStats memory_stats(int device) {
+  if (!is_available()) return {};
   auto& s = detail::state(device);
   std::lock_guard<std::mutex> lock(s.mutex);
   return s.stats;
@@ -190,12 +206,21 @@ void empty_cache() {
     BRAID_CUDA_CHECK(cudaStreamSynchronize(s.stream));
     std::lock_guard<std::mutex> lock(s.mutex);
     detail::free_cached(s);
+    int pools = 0;
+    BRAID_CUDA_CHECK(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, i));
+    if (pools) {  // kernels' cudaMallocAsync scratch
+      cudaMemPool_t pool;
+      BRAID_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, i));
+      BRAID_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+    }
   }
 }
 
 }  // namespace braid::cuda
 
 #else  // CPU-only build
+
+#include "braid/kernels/error.h"
 
 namespace braid::cuda {
 bool is_available() { return false; }
@@ -204,6 +229,9 @@ void synchronize(int) {}
 MemoryStats memory_stats(int) { return {}; }
 void empty_cache() {}
 void set_poison_allocations(bool) {}
+void* current_stream(int device) {
+  BRAID_FAIL("cuda::current_stream(", device, "): this build of Braid has no CUDA backend");
+}
 }  // namespace braid::cuda
 
 #endif

@@ -140,6 +140,9 @@ Tensor softmax(const Tensor& t, int64_t dim, bool log) {
 Tensor softmax_backward(const Tensor& grad, const Tensor& output, int64_t dim, bool log) {
   const char* op = log ? "log_softmax_backward" : "softmax_backward";
   check_device(op, grad);
+  check_device(op, output);
+  check_same_device(op, grad, output);
+  check_same_dtype(op, grad, output);
   BRAID_CHECK(grad.shape() == output.shape(), op, ": gradient ", shape_str(grad.shape()), " vs output ",
               shape_str(output.shape()));
   dim = wrap_dim(dim, output.dim(), op);
@@ -196,10 +199,19 @@ Tensor nll(const Tensor& log_probs, const Tensor& target) {
 Tensor nll_backward(const Tensor& log_probs, const Tensor& target, const Tensor& grad_loss, double scale,
                     bool from_log_softmax) {
   check_nll_args("nll_loss_backward", log_probs, target);
+  check_device("nll_loss_backward", grad_loss);
+  check_same_device("nll_loss_backward", log_probs, grad_loss);
+  check_same_dtype("nll_loss_backward", log_probs, grad_loss);
   Tensor lp = contiguous(log_probs), tg = contiguous(target), gl = contiguous(grad_loss);
   int64_t n = lp.shape()[0], c = lp.shape()[1];
   BRAID_CHECK(gl.numel() == 1 || gl.numel() == n, "nll_loss_backward: gradient of ", gl.numel(),
               " elements for ", n, " samples");
+  if (tg.device().is_cpu()) {  // the CUDA kernel skips a bad target; the CPU one would write out of bounds
+    const int64_t* t = tg.data<int64_t>();
+    for (int64_t i = 0; i < n; ++i)
+      BRAID_CHECK(t[i] >= 0 && t[i] < c, "nll_loss_backward: target[", i, "] = ", t[i],
+                  " is not a class index in [0, ", c, ")");
+  }
   Tensor out = empty(lp.shape(), TensorOptions(lp.dtype(), lp.device()));
   dispatch_floating(lp.dtype(), "nll_loss_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

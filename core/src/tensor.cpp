@@ -5,6 +5,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "braid/core/creation.h"
 #include "braid/core/ops.h"
 #include "cuda_runtime.h"
 
@@ -164,7 +165,7 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
   if (!g.defined()) {
     BRAID_CHECK(numel() == 1, "backward: a gradient can only be implied for a one-element output; this output "
                 "has shape ", shape_str(shape()), ", pass backward(gradient)");
-    g = ops::affine(ops::contiguous(*this), 0.0, 1.0);
+    g = ones(shape(), TensorOptions(dtype(), device()));
   }
   BRAID_CHECK(g.shape() == shape(), "backward: gradient shape ", shape_str(g.shape()),
               " does not match the output shape ", shape_str(shape()));

@@ -1,11 +1,19 @@
 // Trains a 784-256-128-10 MLP on Fashion-MNIST (Debian's dataset-fashion-mnist) with SGD + momentum and a cosine
 // learning-rate schedule, printing progress and the test accuracy after each epoch.
+//
+// Data parallel: `mpirun -np 2 fashion_mnist --ddp`. Every rank loads the data, trains on its shard of each
+// global batch (--batch-size is the global batch, split evenly over the ranks, so the run follows the same
+// trajectory as one process with the same flags: unlike PyTorch, where the batch size is per rank, nothing needs
+// rescaling), averages gradients with DistributedDataParallel, and evaluates its share of the test set; the
+// counts are summed over the ranks and rank 0 prints.
 #include <braid/braid.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cxxopts.hpp>
 #include <filesystem>
+#include <memory>
 
 using namespace braid;
 
@@ -18,24 +26,41 @@ Device parse_device(const std::string& name) {
   BRAID_FAIL("--device: expected cpu, cuda or cuda:N, got '", name, "'");
 }
 
-double accuracy(nn::Sequential& model, const Tensor& images, const Tensor& labels) {
+// Test accuracy: with a group, each rank classifies its contiguous share of the test set and the counts of correct
+// answers are summed over the group; without one, this rank classifies the whole set.
+double accuracy(nn::Sequential& model, const Tensor& images, const Tensor& labels, dist::ProcessGroup* group) {
   NoGradGuard no_grad;
+  const int64_t n = images.size(0);
+  const int rank = group ? group->rank() : 0, ranks = group ? group->size() : 1;
+  const int64_t begin = n * rank / ranks, end = n * (rank + 1) / ranks;
   model->eval();
-  Tensor predicted = argmax(model(images), 1);
+  Tensor predicted = argmax(model(ops::narrow(images, 0, begin, end - begin)), 1);
   model->train();
-  return ops::mean(ops::to_dtype(ops::binary(ops::BinaryOp::Eq, predicted, labels), DType::Float64)).item<double>();
+  Tensor correct = ops::sum(ops::to_dtype(
+      ops::binary(ops::BinaryOp::Eq, predicted, ops::narrow(labels, 0, begin, end - begin)), DType::Float64));
+  correct = ops::to_device(ops::reshape(correct, {1}), Device::cpu());
+  if (group) group->all_reduce(correct, dist::ReduceOp::Sum)->wait();
+  return correct.item<double>() / double(n);
+}
+
+// The mean over ranks of a CPU scalar.
+double mean_over_ranks(double value, dist::ProcessGroup& group) {
+  Tensor t = from_vector(std::vector<double>{value});
+  group.all_reduce(t, dist::ReduceOp::Avg)->wait();
+  return t.item<double>();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  dist::init(argc, argv);  // a single process of world size 1 unless started by mpirun
   cxxopts::Options cli("fashion_mnist", "Train an MLP on Fashion-MNIST with Braid");
   cli.add_options()
     ("epochs", "training epochs", cxxopts::value<int>()->default_value("15"))
-    ("batch-size", "samples per step", cxxopts::value<int64_t>()->default_value("128"))
+    ("batch-size", "samples per optimizer step (with --ddp: the global batch, split over the ranks)", cxxopts::value<int64_t>()->default_value("128"))
     ("lr", "initial learning rate (cosine-annealed to 0)", cxxopts::value<double>()->default_value("0.05"))
     ("momentum", "SGD momentum", cxxopts::value<double>()->default_value("0.9"))
-    ("threads", "CPU threads (0: OMP_NUM_THREADS or all cores)", cxxopts::value<int>()->default_value("0"))
+    ("threads", "CPU threads per rank (0: OMP_NUM_THREADS, or the cores shared among this host's ranks)", cxxopts::value<int>()->default_value("0"))
     ("workers", "background batch-loading threads", cxxopts::value<int>()->default_value("1"))
     ("seed", "random seed for weights and shuffling", cxxopts::value<uint64_t>()->default_value("0"))
     ("data", "folder with the Fashion-MNIST .gz files", cxxopts::value<std::string>()->default_value(
@@ -44,42 +69,73 @@ int main(int argc, char** argv) {
     ("resume", "load the model from this checkpoint before training", cxxopts::value<std::string>())
     ("device", "cpu, cuda or cuda:N (default: cuda when a GPU is visible)", cxxopts::value<std::string>())
     ("log-every", "print a progress line every N steps", cxxopts::value<int>()->default_value("100"))
+    ("ddp", "data-parallel over the ranks of mpirun (DistributedDataParallel)")
+    ("bucket-mb", "with --ddp: gradient bucket size in MiB", cxxopts::value<double>()->default_value("25"))
+    ("no-overlap", "with --ddp: all-reduce after backward instead of during it (to measure the overlap)")
     ("h,help", "show this help");
+  const bool main_rank = dist::rank() == 0;
   try {
     auto args = cli.parse(argc, argv);
     if (args.count("help")) {
-      std::printf("%s\n", cli.help().c_str());
+      if (main_rank) std::printf("%s\n", cli.help().c_str());
       return 0;
     }
-    if (int threads = args["threads"].as<int>(); threads > 0) set_num_threads(threads);
+    const bool ddp_on = args.count("ddp") > 0;
+    auto world = dist::world();
+    if (int threads = args["threads"].as<int>(); threads > 0) {
+      set_num_threads(threads);
+    } else if (dist::local_world_size() > 1 && !std::getenv("OMP_NUM_THREADS")) {
+      // Ranks sharing a host share its cores (torchrun sets OMP_NUM_THREADS=1 for the same reason).
+      set_num_threads(std::max(1, get_num_threads() / dist::local_world_size()));
+    }
     const int epochs = args["epochs"].as<int>();
     const int64_t batch_size = args["batch-size"].as<int64_t>();
     const int log_every = std::max(1, args["log-every"].as<int>());
+    const int ranks = ddp_on ? world->size() : 1;
+    BRAID_CHECK(batch_size % ranks == 0, "--batch-size ", batch_size, " (the global batch) does not split evenly over ",
+                ranks, " ranks");
     manual_seed(args["seed"].as<uint64_t>());
+    if (!ddp_on && world->size() > 1 && main_rank)
+      std::printf("Note: %d ranks without --ddp train %d independent copies; rank 0 reports its own\n", world->size(),
+                  world->size());
 
     auto train = data::load_fashion_mnist(args["data"].as<std::string>(), true);
     auto test = data::load_fashion_mnist(args["data"].as<std::string>(), false);
-    std::printf("Fashion-MNIST: %lld training and %lld test images, %d threads\n", (long long)train->size(),
-                (long long)test->size(), get_num_threads());
+    if (main_rank)
+      std::printf("Fashion-MNIST: %lld training and %lld test images, %d threads%s\n", (long long)train->size(),
+                  (long long)test->size(), get_num_threads(),
+                  ddp_on ? (" per rank, " + std::to_string(ranks) + " ranks (DistributedDataParallel)").c_str() : "");
 
     Device device = args.count("device") ? parse_device(args["device"].as<std::string>())
-                                         : (cuda::is_available() ? Device::cuda(0) : Device::cpu());
+                                         : (cuda::is_available()
+                                                ? Device::cuda(ddp_on ? dist::local_rank() % cuda::device_count() : 0)
+                                                : Device::cpu());
     BRAID_CHECK(device.is_cpu() || device.index < cuda::device_count(), "--device: ", device,
                 " is not available (", cuda::device_count(), " CUDA devices visible)");
     nn::Sequential model(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));
     if (args.count("resume")) {
       nn::load(*model, args["resume"].as<std::string>());
-      std::printf("Resumed from %s\n", args["resume"].as<std::string>().c_str());
+      if (main_rank) std::printf("Resumed from %s\n", args["resume"].as<std::string>().c_str());
     }
     model->to(device);
+    // After the move: DistributedDataParallel builds its buckets on the parameters' device.
+    std::unique_ptr<dist::DistributedDataParallel> ddp;
+    if (ddp_on)
+      ddp = std::make_unique<dist::DistributedDataParallel>(
+          *model, world,
+          dist::DDPOptions{.bucket_cap_bytes = size_t(args["bucket-mb"].as<double>() * double(1 << 20)),
+                           .overlap = args.count("no-overlap") == 0});
     Tensor test_images = to(test->data(), device), test_labels = to(test->targets(), device);
     optim::SGD optimizer(model->parameters(), {.lr = args["lr"].as<double>(), .momentum = args["momentum"].as<double>()});
-    data::DataLoader loader(train, {.batch_size = batch_size,
-                                    .shuffle = true,
-                                    .seed = args["seed"].as<uint64_t>(),
-                                    .num_workers = args["workers"].as<int>()});
+    data::DataLoaderOptions loader_options{.batch_size = batch_size / ranks,
+                                           .shuffle = true,
+                                           .seed = args["seed"].as<uint64_t>(),
+                                           .num_workers = args["workers"].as<int>()};
+    if (ddp_on) loader_options = dist::distributed_loader_options(loader_options, world);
+    data::DataLoader loader(train, loader_options);
     optim::CosineAnnealingLR schedule(optimizer, int64_t(epochs) * loader.size());
 
+    auto run_start = std::chrono::steady_clock::now();
     for (int epoch = 1; epoch <= epochs; ++epoch) {
       auto start = std::chrono::steady_clock::now();
       int64_t step = 0, seen = 0;
@@ -92,23 +148,40 @@ int main(int argc, char** argv) {
         schedule.step();
         ops::add_(loss_sum, loss.detach());
         seen += batch.data.size(0);
-        if (++step % log_every == 0)
-          std::printf("  epoch %d step %4lld/%lld  loss %.4f\n", epoch, (long long)step, (long long)loader.size(),
-                      loss_sum.item<double>() / double(step));
+        if (++step % log_every == 0 && main_rank)
+          std::printf("  epoch %d step %4lld/%lld  loss %.4f%s\n", epoch, (long long)step, (long long)loader.size(),
+                      loss_sum.item<double>() / double(step), ddp_on ? " (rank 0)" : "");
       }
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      double acc = accuracy(model, test_images, test_labels);
-      std::printf("Epoch %d (%s): train loss %.4f, test accuracy %.2f%%, %.1f s (%.0f samples/s)\n", epoch,
-                  device.str().c_str(),
-                  loss_sum.item<double>() / double(step), 100 * acc, secs, double(seen) / secs);
-      std::fflush(stdout);
-      if (args.count("checkpoint")) nn::save(*model, args["checkpoint"].as<std::string>());
+      double train_loss = loss_sum.item<double>() / double(step);
+      double acc;
+      if (ddp_on) {
+        train_loss = mean_over_ranks(train_loss, *world);
+        seen *= ranks;
+        acc = accuracy(model, test_images, test_labels, world.get());
+      } else {
+        acc = accuracy(model, test_images, test_labels, nullptr);
+      }
+      if (main_rank) {
+        std::printf("Epoch %d (%s%s): train loss %.4f, test accuracy %.2f%%, %.1f s (%.0f samples/s)\n", epoch,
+                    device.str().c_str(), ddp_on ? (" x " + std::to_string(ranks) + " ranks").c_str() : "",
+                    train_loss, 100 * acc, secs, double(seen) / secs);
+        std::fflush(stdout);
+        if (args.count("checkpoint")) nn::save(*model, args["checkpoint"].as<std::string>());
+      }
     }
+    if (main_rank)
+      std::printf("Trained in %.1f s\n",
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count());
+    ddp.reset();
+    dist::finalize();
     return 0;
   } catch (const cxxopts::exceptions::exception& e) {
-    std::fprintf(stderr, "fashion_mnist: %s\n%s\n", e.what(), cli.help().c_str());
+    if (main_rank) std::fprintf(stderr, "fashion_mnist: %s\n%s\n", e.what(), cli.help().c_str());
     return 2;
   } catch (const Error& e) {
+    // Under mpirun the other ranks would wait for this one forever: end them all.
+    if (dist::world_size() > 1) dist::abort(std::string("fashion_mnist: ") + e.what());
     std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
     return 1;
   }

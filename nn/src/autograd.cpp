@@ -12,6 +12,7 @@ namespace braid::autograd {
 namespace {
 std::atomic<uint64_t> g_next_sequence{0};
 thread_local bool g_grad_enabled = true;
+thread_local std::vector<std::function<void()>>* g_callbacks = nullptr;  // set while a backward runs
 
 std::shared_ptr<Node> edge_for(const Tensor& t) {
   if (!t.defined() || !t.requires_grad()) return nullptr;
@@ -84,7 +85,19 @@ Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>&
   return output;
 }
 
+void queue_callback(std::function<void()> fn) {
+  BRAID_CHECK(g_callbacks, "queue_callback: no backward pass is running on this thread");
+  g_callbacks->push_back(std::move(fn));
+}
+
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+  BRAID_CHECK(!g_callbacks, "backward: a backward pass is already running on this thread (re-entrant backward "
+              "from a hook is not supported)");
+  std::vector<std::function<void()>> callbacks;
+  g_callbacks = &callbacks;
+  struct Reset {
+    ~Reset() { g_callbacks = nullptr; }
+  } reset;
   std::shared_ptr<Node> root_fn = root.grad_fn();
   BRAID_CHECK(root_fn, "backward: the output has no graph");
   // How many edges point at each node: a node runs once all of its gradients are in.
@@ -136,6 +149,8 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
       if (--deps[fn.get()] == 0) ready.push(fn);
     }
   }
+  g_callbacks = nullptr;
+  for (auto& fn : callbacks) fn();
 }
 
 }  // namespace braid::autograd

@@ -13,6 +13,10 @@ int device_count();
 // Waits until all work queued on `device`'s stream (every device's when -1) has finished.
 void synchronize(int device = -1);
 
+// The stream all of `device`'s ops run on (a cudaStream_t), for code that orders its own CUDA work after
+// Braid's, such as the NCCL process group. Throws without CUDA or without that device.
+void* current_stream(int device = 0);
+
 // The caching allocator's counters for one device: how often it had to call cudaMalloc, and the bytes it holds.
 struct MemoryStats {
   int64_t malloc_calls = 0;     // cudaMalloc calls so far (a steady training step adds none)

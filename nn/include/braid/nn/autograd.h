@@ -71,6 +71,10 @@ bool any_requires_grad(const std::vector<Tensor>& inputs);
 // Attaches a FunctionNode to `output` whose inputs are `inputs`; returns `output`.
 Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn);
 
+// Queues fn to run once the backward pass now running on this thread has finished (DistributedDataParallel waits
+// for its last all-reduces there, so the optimizer sees averaged gradients). Outside a backward pass it is an error.
+void queue_callback(std::function<void()> fn);
+
 // Runs the engine from `root` with the gradient `grad` (what Tensor::backward calls).
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
 

@@ -15,3 +15,7 @@
 #include "braid/optim/clip_grad.h"
 #include "braid/optim/lr_scheduler.h"
 #include "braid/optim/sgd.h"
+#include "braid/dist/distributed_data_parallel.h"
+#include "braid/dist/distributed_sampler.h"
+#include "braid/dist/init.h"
+#include "braid/dist/process_group.h"

@@ -1,0 +1,63 @@
+// DistributedDataParallel: data parallelism for any Module. At construction it broadcasts the parameters and
+// buffers from rank 0. During backward, gradients are packed into buckets (default 25 MiB, in reverse registration
+// order, so the last layers' gradients, which are ready first, fill the first bucket) and each bucket's
+// all-reduce starts from the post-accumulate-grad hook as soon as its last gradient is ready, while backward goes
+// on with the earlier layers. When backward ends, the averaged gradients are copied back into .grad, so the
+// optimizer's step() sees them. no_sync() skips the all-reduce (gradients accumulate locally).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "braid/dist/process_group.h"
+#include "braid/nn/module.h"
+
+namespace braid::dist {
+
+struct DDPOptions {
+  size_t bucket_cap_bytes = size_t(25) << 20;
+  bool broadcast_buffers = true;
+  // A parameter that received no gradient in a backward pass is an error (naming it) unless this is true, in
+  // which case its slot in the bucket is all-reduced as zeros.
+  bool find_unused_parameters = false;
+  // Start each bucket's all-reduce during backward (true) or all of them after it (false: for measuring overlap).
+  bool overlap = true;
+};
+
+class DistributedDataParallel {
+ public:
+  explicit DistributedDataParallel(nn::Module& module, std::shared_ptr<ProcessGroup> group = nullptr,
+                                   DDPOptions options = {});
+  ~DistributedDataParallel();
+  DistributedDataParallel(const DistributedDataParallel&) = delete;
+  DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
+
+  nn::Module& module() { return module_; }
+  const DDPOptions& options() const { return options_; }
+  // Number of buckets and the parameter indices (into module().parameters()) each holds.
+  const std::vector<std::vector<size_t>>& bucket_assignment() const;
+
+  // While the returned guard lives, backward passes do not all-reduce; gradients accumulate in .grad.
+  class NoSync {
+   public:
+    explicit NoSync(DistributedDataParallel& ddp);
+    ~NoSync();
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+
+   private:
+    DistributedDataParallel& ddp_;
+    bool prev_;
+  };
+  NoSync no_sync() { return NoSync(*this); }
+
+  struct State;
+
+ private:
+  nn::Module& module_;
+  std::shared_ptr<ProcessGroup> group_;
+  DDPOptions options_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace braid::dist

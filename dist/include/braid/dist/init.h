@@ -1,0 +1,23 @@
+// Start-up of a distributed program. init() starts MPI (with MPI_THREAD_MULTIPLE, which the MPI process group's
+// communication thread needs) when the program was launched by mpirun/mpiexec, and otherwise runs as a single
+// process of world size 1 without touching MPI. rank(), world_size() and local_rank() (the rank among the
+// processes of this host, from MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)) are valid after init(); finalize()
+// runs at exit if the program did not call it.
+#pragma once
+
+#include <string>
+
+namespace braid::dist {
+
+void init(int argc = 0, char** argv = nullptr);
+bool is_initialized();
+int rank();
+int world_size();
+int local_rank();
+int local_world_size();
+// Ends MPI (waits for outstanding communication first); safe to call twice.
+void finalize();
+// Ends the whole job, every rank, with `code` after printing `message` to stderr (MPI_Abort under mpirun).
+[[noreturn]] void abort(const std::string& message, int code = 1);
+
+}  // namespace braid::dist

@@ -1,0 +1,331 @@
+#include "braid/dist/distributed_data_parallel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+#include "braid/core/creation.h"
+#include "braid/core/ops.h"
+#include "braid/nn/autograd.h"
+
+namespace braid::dist {
+
+namespace {
+
+// The contiguous run of `flat` that starts `offset` elements in, shaped as `shape` (it shares the storage).
+Tensor slot_view(const Tensor& flat, int64_t offset, const Shape& shape) {
+  return make_tensor(flat.storage(), shape, contiguous_strides(shape), flat.offset() + offset, flat.dtype());
+}
+
+}  // namespace
+
+// Everything the autograd hooks touch. The hooks hold it weakly, because a hook cannot be removed from a
+// parameter: once the DistributedDataParallel is gone they find nothing and do nothing.
+//
+// A bucket is one flat buffer: the gradients of its parameters one after another, then one flag per parameter
+// (1 where this rank produced a gradient for it since the last synchronised pass, else 0). The flags ride in the
+// same all-reduce, so every rank learns, with no extra message, how many ranks used each parameter: a missing
+// gradient is then an error on every rank alike (not on one rank while the others wait at the next collective),
+// and with find_unused_parameters a parameter that no rank used keeps its .grad as it was.
+struct DistributedDataParallel::State {
+  struct Bucket {
+    std::vector<size_t> params;    // parameter indices, in the order their gradients sit in the buffer
+    std::vector<int64_t> offsets;  // element offset of each gradient in the buffer
+    int64_t flags_offset = 0;      // where the per-parameter flags start
+    Tensor buffer;
+    size_t pending = 0;  // gradients of the current pass not in the buffer yet
+    WorkHandle work;
+  };
+
+  std::shared_ptr<ProcessGroup> group;
+  DDPOptions options;
+  std::vector<std::string> names;  // of every parameter, as named_parameters() gives them
+  std::vector<Tensor> params;      // every parameter (those not requiring grad have no bucket)
+  std::vector<Tensor> buffers;     // the module's buffers, for broadcast_buffers
+  std::vector<std::vector<size_t>> assignment;
+  std::vector<Bucket> buckets;
+  std::vector<int64_t> bucket_of;  // parameter -> bucket (-1: not requiring grad)
+  std::vector<size_t> slot_of;     // parameter -> position in its bucket
+  std::vector<char> ready;         // the parameter's hook fired in the current synchronised pass
+  std::vector<char> used;          // ... or in a no_sync pass since the last synchronised one
+  bool sync = true;                // false under no_sync()
+  bool pass_active = false;
+  size_t next_launch = 0;  // buckets start in index order on every rank, whatever order they fill in
+
+  // Runs the end of a synchronised pass from the autograd callback. If the pass dies first (an exception in
+  // backward drops the queued callback unrun), the destructor still waits for what was launched and resets the
+  // state, so the next pass starts clean.
+  struct PassGuard {
+    std::shared_ptr<State> state;
+    bool ran = false;
+    explicit PassGuard(std::shared_ptr<State> s) : state(std::move(s)) {}
+    PassGuard(const PassGuard&) = delete;
+    PassGuard& operator=(const PassGuard&) = delete;
+    ~PassGuard() {
+      if (ran) return;
+      try {
+        state->drain();
+      } catch (...) {  // already unwinding from the error the user will see
+      }
+      state->reset();
+    }
+    void run() {
+      ran = true;
+      try {
+        state->finalize();
+      } catch (...) {
+        state->reset();
+        throw;
+      }
+      state->reset();
+    }
+  };
+
+  // Parameter i's gradient is final for this backward pass.
+  void on_grad_ready(size_t i, const Tensor& leaf, const std::shared_ptr<State>& self) {
+    used[i] = 1;
+    if (!sync) return;
+    if (!pass_active) {
+      pass_active = true;
+      for (auto& b : buckets) b.pending = b.params.size();
+      auto guard = std::make_shared<PassGuard>(self);
+      autograd::queue_callback([guard] { guard->run(); });
+    }
+    if (ready[i]) return;
+    ready[i] = 1;
+    if (!options.overlap) return;
+    Bucket& b = buckets[size_t(bucket_of[i])];
+    copy_in(b, slot_of[i], leaf.grad());
+    if (--b.pending == 0) launch_ready();
+  }
+
+  void check_unchanged(size_t i, const Tensor& grad) const {
+    const Tensor& p = params[i];
+    const Bucket& b = buckets[size_t(bucket_of[i])];
+    BRAID_CHECK(grad.shape() == p.shape() && grad.dtype() == b.buffer.dtype() && grad.device() == b.buffer.device(),
+                "DistributedDataParallel: parameter '", names[i], "' now has a ", shape_str(grad.shape()), " ",
+                grad.dtype(), " gradient on ", grad.device(), ", but its bucket was built for ", b.buffer.dtype(),
+                " on ", b.buffer.device(), "; move or convert the model before wrapping it in DistributedDataParallel");
+  }
+
+  // Puts this rank's contribution for position k of bucket b into its slot: `grad`, or zeros when undefined.
+  void copy_in(Bucket& b, size_t k, const Tensor& grad) {
+    size_t i = b.params[k];
+    Tensor slot = slot_view(b.buffer, b.offsets[k], params[i].shape());
+    NoGradGuard no_grad;
+    if (grad.defined()) {
+      check_unchanged(i, grad);
+      ops::copy_(slot, grad);
+    } else {
+      ops::fill_(slot, 0);
+    }
+  }
+
+  void launch(Bucket& b) {
+    NoGradGuard no_grad;
+    std::vector<double> flags(b.params.size());
+    for (size_t k = 0; k < b.params.size(); ++k) flags[k] = used[b.params[k]] ? 1.0 : 0.0;
+    // One copy for all flags (one transfer rather than a kernel per parameter when the bucket is on a GPU).
+    ops::copy_(ops::narrow(b.buffer, 0, b.flags_offset, int64_t(flags.size())), from_vector(flags));
+    b.work = group->all_reduce(b.buffer, ReduceOp::Avg);
+  }
+
+  // Starts, in order, every bucket whose gradients are all in.
+  void launch_ready() {
+    while (next_launch < buckets.size() && buckets[next_launch].pending == 0) launch(buckets[next_launch++]);
+  }
+
+  void drain() {
+    for (auto& b : buckets)
+      if (b.work) b.work->wait();
+  }
+
+  void reset() {
+    pass_active = false;
+    next_launch = 0;
+    std::fill(ready.begin(), ready.end(), 0);
+    for (auto& b : buckets) b.work.reset();
+  }
+
+  // The end of a synchronised backward pass: start what is left, wait for everything, check that every
+  // parameter had a gradient on every rank, and write the averages into .grad.
+  void finalize() {
+    for (size_t bi = next_launch; bi < buckets.size(); ++bi) {
+      Bucket& b = buckets[bi];
+      for (size_t k = 0; k < b.params.size(); ++k) {
+        size_t i = b.params[k];
+        // Ready parameters were copied by their hook (with overlap). The others contribute what they accumulated
+        // in no_sync passes since the last synchronised one, or zeros (not a stale .grad that no pass produced).
+        if (!(ready[i] && options.overlap)) copy_in(b, k, used[i] ? params[i].grad() : Tensor());
+      }
+      launch(b);
+    }
+    next_launch = buckets.size();
+    drain();
+    if (options.broadcast_buffers && !buffers.empty()) broadcast_from_root(buffers);
+
+    const int world = group->size();
+    std::vector<std::pair<size_t, int64_t>> missing;  // parameter, number of ranks that gave it a gradient
+    std::vector<int64_t> users(params.size(), 0);
+    for (auto& b : buckets) {
+      Tensor flags = ops::to_device(
+          ops::to_dtype(ops::narrow(b.buffer, 0, b.flags_offset, int64_t(b.params.size())), DType::Float64),
+          Device::cpu());
+      const double* f = flags.data<double>();
+      for (size_t k = 0; k < b.params.size(); ++k) {
+        size_t i = b.params[k];
+        users[i] = std::llround(f[k] * world);
+        if (users[i] < world) missing.emplace_back(i, users[i]);
+      }
+    }
+    if (!missing.empty() && !options.find_unused_parameters) {
+      std::sort(missing.begin(), missing.end());
+      std::ostringstream os;
+      os << "DistributedDataParallel: " << missing.size()
+         << " parameter(s) received no gradient on some ranks in this synchronised backward pass (or in the "
+            "no_sync passes before it):";
+      for (auto& [i, n] : missing)
+        os << " '" << names[i] << "' (no gradient on " << (world - n) << " of " << world << " ranks"
+           << (used[i] ? "" : ", this one included") << ");";
+      os << " if the forward pass legitimately skips parameters, pass DDPOptions{.find_unused_parameters = true}; "
+            "otherwise make the loss depend on every parameter that requires grad";
+      std::fill(used.begin(), used.end(), 0);
+      BRAID_FAIL(os.str());
+    }
+    NoGradGuard no_grad;
+    for (auto& b : buckets) {
+      for (size_t k = 0; k < b.params.size(); ++k) {
+        size_t i = b.params[k];
+        if (users[i] == 0) continue;  // no rank used it: .grad stays as it was, as without DDP
+        Tensor avg = slot_view(b.buffer, b.offsets[k], params[i].shape());
+        Tensor g = params[i].grad();
+        if (g.defined() && g.shape() == avg.shape() && g.dtype() == avg.dtype() && g.device() == avg.device())
+          ops::copy_(g, avg);
+        else
+          params[i].set_grad(ops::clone(avg));
+      }
+    }
+    std::fill(used.begin(), used.end(), 0);
+  }
+
+  // Copies group rank 0's values of `tensors` to every rank; all broadcasts start before any is waited on.
+  void broadcast_from_root(const std::vector<Tensor>& tensors) {
+    std::vector<std::pair<Tensor, Tensor>> staged;  // (destination, the contiguous copy that travelled)
+    std::vector<WorkHandle> works;
+    NoGradGuard no_grad;
+    for (const auto& t : tensors) {
+      if (!t.defined() || t.numel() == 0) continue;
+      Tensor buf = t.is_contiguous() ? t : ops::contiguous(t);
+      works.push_back(group->broadcast(buf, 0));
+      if (!buf.same(t)) staged.emplace_back(t, buf);
+    }
+    for (auto& w : works) w->wait();
+    for (auto& [dst, buf] : staged) ops::copy_(dst, buf);
+  }
+};
+
+DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared_ptr<ProcessGroup> group,
+                                                 DDPOptions options)
+    : module_(module), group_(group ? std::move(group) : world()), options_(options) {
+  BRAID_CHECK(group_, "DistributedDataParallel: no process group (call braid::dist::init() first, or pass a group)");
+  state_ = std::make_shared<State>();
+  State& s = *state_;
+  s.group = group_;
+  s.options = options_;
+  for (auto& [name, p] : module_.named_parameters()) {
+    BRAID_CHECK(p.defined(), "DistributedDataParallel: parameter '", name, "' is undefined");
+    s.names.push_back(name);
+    s.params.push_back(p);
+  }
+  for (auto& b : module_.buffers())
+    if (b.defined()) s.buffers.push_back(b);
+
+  // Every rank starts from rank 0's parameters and buffers.
+  {
+    std::vector<Tensor> all = s.params;
+    all.insert(all.end(), s.buffers.begin(), s.buffers.end());
+    s.broadcast_from_root(all);
+  }
+
+  // Buckets in reverse registration order: backward produces the last layers' gradients first. There is one
+  // open bucket per (dtype, device); it closes before a parameter that would overflow it and once it is full, so
+  // a parameter larger than the cap sits alone.
+  const size_t n = s.params.size();
+  s.bucket_of.assign(n, -1);
+  s.slot_of.assign(n, 0);
+  s.ready.assign(n, 0);
+  s.used.assign(n, 0);
+  struct Open {
+    std::vector<size_t> params;
+    size_t bytes = 0;
+  };
+  using Key = std::tuple<int, int, int>;  // dtype, device type, device index
+  std::map<Key, Open> open;
+  std::vector<std::vector<size_t>> order;
+  for (size_t r = n; r-- > 0;) {
+    const Tensor& p = s.params[r];
+    if (!p.requires_grad()) continue;
+    Open& o = open[Key(int(p.dtype()), int(p.device().type), p.device().index)];
+    size_t bytes = size_t(p.numel()) * element_size(p.dtype());
+    if (!o.params.empty() && o.bytes + bytes > options_.bucket_cap_bytes) {
+      order.push_back(std::move(o.params));
+      o = Open{};
+    }
+    o.params.push_back(r);
+    o.bytes += bytes;
+    if (o.bytes >= options_.bucket_cap_bytes) {
+      order.push_back(std::move(o.params));
+      o = Open{};
+    }
+  }
+  // Partly filled buckets go last, the one holding the latest-registered parameter first.
+  std::vector<std::vector<size_t>> rest;
+  for (auto& [key, o] : open)
+    if (!o.params.empty()) rest.push_back(std::move(o.params));
+  std::sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) { return a.front() > b.front(); });
+  for (auto& r : rest) order.push_back(std::move(r));
+
+  s.assignment = order;
+  s.buckets.resize(order.size());
+  for (size_t bi = 0; bi < order.size(); ++bi) {
+    State::Bucket& b = s.buckets[bi];
+    b.params = order[bi];
+    int64_t offset = 0;
+    for (size_t k = 0; k < b.params.size(); ++k) {
+      size_t i = b.params[k];
+      s.bucket_of[i] = int64_t(bi);
+      s.slot_of[i] = k;
+      b.offsets.push_back(offset);
+      offset += s.params[i].numel();
+    }
+    b.flags_offset = offset;
+    const Tensor& first = s.params[b.params.front()];
+    b.buffer = zeros({offset + int64_t(b.params.size())}, TensorOptions(first.dtype(), first.device()));
+  }
+
+  std::weak_ptr<State> weak = state_;
+  for (size_t i = 0; i < n; ++i) {
+    if (s.bucket_of[i] < 0) continue;
+    s.params[i].register_post_accumulate_grad_hook([weak, i](Tensor& leaf) {
+      if (auto st = weak.lock()) st->on_grad_ready(i, leaf, st);
+    });
+  }
+}
+
+// Nothing is in flight outside a backward pass, and a pass still running keeps the state alive through its
+// queued finalizer.
+DistributedDataParallel::~DistributedDataParallel() = default;
+
+const std::vector<std::vector<size_t>>& DistributedDataParallel::bucket_assignment() const {
+  return state_->assignment;
+}
+
+DistributedDataParallel::NoSync::NoSync(DistributedDataParallel& ddp) : ddp_(ddp), prev_(ddp.state_->sync) {
+  ddp_.state_->sync = false;
+}
+
+DistributedDataParallel::NoSync::~NoSync() { ddp_.state_->sync = prev_; }
+
+}  // namespace braid::dist

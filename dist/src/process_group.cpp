@@ -1,0 +1,435 @@
+// The ProcessGroup users hold: it validates every call (so a bad argument throws on the caller's thread, before any
+// communication), then routes it by device: CPU tensors to the group's MPI backend, CUDA tensors to its NCCL
+// backend (made on the first CUDA operation). A single process (not launched by mpirun) gets a group of one rank
+// whose collectives are local copies. world() and new_group() live here too.
+#include "braid/dist/process_group.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "braid/core/ops.h"
+#include "process_group_impl.h"
+
+namespace braid::dist {
+
+namespace detail {
+
+// ---- signatures and descriptions ----
+
+const char* op_name(OpKind op) {
+  switch (op) {
+    case OpKind::AllReduce: return "all_reduce";
+    case OpKind::Broadcast: return "broadcast";
+    case OpKind::AllGather: return "all_gather";
+    case OpKind::ReduceScatter: return "reduce_scatter";
+    case OpKind::Send: return "send";
+    case OpKind::Recv: return "recv";
+    case OpKind::Barrier: return "barrier";
+  }
+  return "unknown operation";
+}
+
+const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return "sum";
+    case ReduceOp::Avg: return "avg";
+    case ReduceOp::Max: return "max";
+    case ReduceOp::Min: return "min";
+  }
+  return "unknown";
+}
+
+TensorSignature tensor_signature(const Tensor& t) {
+  TensorSignature s;
+  if (!t.defined()) return s;
+  s.defined = 1;
+  s.dtype = int32_t(t.dtype());
+  s.ndim = int32_t(t.dim());
+  for (int i = 0; i < s.ndim && i < TensorSignature::kMaxDims; ++i) s.shape[size_t(i)] = t.shape()[size_t(i)];
+  s.numel = t.numel();
+  return s;
+}
+
+Signature make_signature(OpKind op, ReduceOp reduce, int root, int tag, const Tensor& a, const Tensor& b) {
+  Signature s;
+  s.op = int32_t(op);
+  s.reduce = int32_t(reduce);
+  s.root = root;
+  s.tag = tag;
+  s.a = tensor_signature(a);
+  s.b = tensor_signature(b);
+  return s;
+}
+
+namespace {
+
+std::string describe_tensor(const TensorSignature& t) {
+  std::string out = "[";
+  if (t.ndim > TensorSignature::kMaxDims) {
+    out += std::to_string(t.ndim) + " dims, " + std::to_string(t.numel) + " elements";
+  } else {
+    for (int i = 0; i < t.ndim; ++i) out += (i ? ", " : "") + std::to_string(t.shape[size_t(i)]);
+  }
+  return out + "] " + std::string(dtype_name(DType(t.dtype)));
+}
+
+}  // namespace
+
+std::string describe(const Signature& s) {
+  OpKind op = OpKind(s.op);
+  std::string name = op_name(op);
+  std::string reduce = reduce_op_name(ReduceOp(s.reduce));
+  switch (op) {
+    case OpKind::AllReduce: return name + "(" + reduce + ", " + describe_tensor(s.a) + ")";
+    case OpKind::Broadcast: return name + "(" + describe_tensor(s.a) + ", root " + std::to_string(s.root) + ")";
+    case OpKind::AllGather: return name + "(" + describe_tensor(s.a) + " -> " + describe_tensor(s.b) + ")";
+    case OpKind::ReduceScatter:
+      return name + "(" + reduce + ", " + describe_tensor(s.a) + " -> " + describe_tensor(s.b) + ")";
+    case OpKind::Send:
+      return name + "(" + describe_tensor(s.a) + ", dst " + std::to_string(s.root) + ", tag " + std::to_string(s.tag) +
+             ")";
+    case OpKind::Recv:
+      return name + "(" + describe_tensor(s.a) + ", src " + std::to_string(s.root) + ", tag " + std::to_string(s.tag) +
+             ")";
+    case OpKind::Barrier: return name + "()";
+  }
+  return name;
+}
+
+// ---- Work ----
+
+void ThreadWork::complete(std::exception_ptr error) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = std::move(error);
+    done_.store(true, std::memory_order_release);
+  }
+  cv_.notify_all();
+}
+
+void ThreadWork::wait() {
+  if (!done_.load(std::memory_order_acquire)) {
+    const Runtime& rt = runtime();
+    // Most waits end within tens of microseconds of being called (the operation was already under way); a short
+    // spin saves the condition variable's wake-up latency, which would otherwise cost several percent of a 1 MiB
+    // all-reduce.
+    if (rt.spin) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      while (!done_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until)
+        std::this_thread::yield();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    auto timeout = std::chrono::duration<double>(std::min(rt.timeout_s, 1e9));
+    if (!cv_.wait_for(lock, timeout, [&] { return done_.load(std::memory_order_acquire); }))
+      abort_on_timeout(description(), rank_);
+  }
+  if (error_) std::rethrow_exception(error_);
+}
+
+void abort_on_timeout(const std::string& what, int global_rank) {
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%g", runtime().timeout_s);
+  braid::dist::abort("braid::dist: " + what + " on rank " + std::to_string(global_rank) + " did not complete within " +
+                     seconds + " s; aborting the job (BRAID_DIST_TIMEOUT sets the limit)");
+}
+
+// ---- backend registry ----
+
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  std::vector<std::weak_ptr<Backend>> backends;
+};
+
+Registry& registry() {
+  static Registry* r = new Registry();  // never destroyed: finalize can run from atexit
+  return *r;
+}
+
+}  // namespace
+
+void register_backend(const std::shared_ptr<Backend>& backend) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  std::erase_if(r.backends, [](const std::weak_ptr<Backend>& w) { return w.expired(); });
+  r.backends.push_back(backend);
+}
+
+void shutdown_backends(bool at_exit) {
+  std::vector<std::shared_ptr<Backend>> live;
+  {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    for (auto& w : r.backends)
+      if (auto b = w.lock()) live.push_back(std::move(b));
+    r.backends.clear();
+  }
+  // Newest first: NCCL backends (made lazily) go before the MPI communicators they were bootstrapped over.
+  for (auto it = live.rbegin(); it != live.rend(); ++it) (*it)->shutdown(at_exit);
+}
+
+std::shared_ptr<ProcessGroup>& world_slot() {
+  static auto* slot = new std::shared_ptr<ProcessGroup>();  // never destroyed, like the runtime state
+  return *slot;
+}
+
+namespace {
+
+// ---- argument checks, shared by every backend ----
+
+void check_tensor(const char* op, const char* role, const Tensor& t) {
+  BRAID_CHECK(t.defined(), op, ": the ", role, " tensor is undefined");
+  BRAID_CHECK(t.is_contiguous(), op, ": the ", role, " tensor must be contiguous, got shape ", shape_str(t.shape()),
+              " with strides ", shape_str(t.strides()), " (call contiguous() first)");
+}
+
+void check_pair(const char* op, const Tensor& output, const Tensor& input) {
+  check_tensor(op, "output", output);
+  check_tensor(op, "input", input);
+  BRAID_CHECK(output.dtype() == input.dtype(), op, ": output is ", output.dtype(), " but input is ", input.dtype());
+  BRAID_CHECK(output.device() == input.device(), op, ": output is on ", output.device(), " but input is on ",
+              input.device());
+}
+
+void check_peer(const char* op, const char* role, int peer, int rank, int size, int tag) {
+  BRAID_CHECK(peer >= 0 && peer < size, op, ": ", role, " ", peer, " is not a rank of this group (ranks 0..", size - 1,
+              ")");
+  BRAID_CHECK(peer != rank, op, ": ", role, " ", peer, " is this process's own rank; a rank cannot ", op,
+              " to itself");
+  BRAID_CHECK(tag >= 0, op, ": tag must be non-negative, got ", tag);
+}
+
+bool overlaps(const Tensor& a, const Tensor& b) {
+  auto* pa = static_cast<const char*>(a.raw_data());
+  auto* pb = static_cast<const char*>(b.raw_data());
+  size_t na = size_t(a.numel()) * element_size(a.dtype()), nb = size_t(b.numel()) * element_size(b.dtype());
+  return na && nb && pa < pb + nb && pb < pa + na;
+}
+
+// One process, no MPI: every collective over a group of one rank is the identity (avg divides by one).
+class LocalBackend : public Backend {
+ public:
+  WorkHandle all_reduce(const Tensor& t, ReduceOp op) override { return done(OpKind::AllReduce, op, t); }
+  WorkHandle broadcast(const Tensor& t, int) override { return done(OpKind::Broadcast, ReduceOp::Sum, t, 0); }
+  WorkHandle all_gather(const Tensor& output, const Tensor& input) override {
+    copy_flat(output, input);
+    return done(OpKind::AllGather, ReduceOp::Sum, input, -1, output);
+  }
+  WorkHandle reduce_scatter(const Tensor& output, const Tensor& input, ReduceOp op) override {
+    copy_flat(output, input);
+    return done(OpKind::ReduceScatter, op, input, -1, output);
+  }
+  WorkHandle send(const Tensor&, int, int) override { BRAID_FAIL("send: a single process has no peer"); }
+  WorkHandle recv(const Tensor&, int, int) override { BRAID_FAIL("recv: a single process has no peer"); }
+  WorkHandle barrier() override { return std::make_shared<CompletedWork>("barrier()"); }
+  void shutdown(bool) override {}
+
+ private:
+  static void copy_flat(const Tensor& dst, const Tensor& src) {
+    if (dst.raw_data() == src.raw_data()) return;
+    ops::copy_(ops::reshape(dst, {dst.numel()}), ops::reshape(src, {src.numel()}));
+  }
+  static WorkHandle done(OpKind op, ReduceOp reduce, const Tensor& a, int root = -1, const Tensor& b = Tensor()) {
+    return std::make_shared<CompletedWork>(describe(make_signature(op, reduce, root, 0, a, b)));
+  }
+};
+
+// ---- the group users hold ----
+
+class DispatchingProcessGroup : public ProcessGroup {
+ public:
+  // `mpi` null: a single process (LocalBackend for every device).
+  DispatchingProcessGroup(std::shared_ptr<MpiBackend> mpi, std::vector<int> global_ranks)
+      : mpi_(std::move(mpi)), ranks_(std::move(global_ranks)) {
+    if (mpi_) {
+      rank_ = mpi_->rank();
+      size_ = mpi_->size();
+      register_backend(mpi_);
+    } else {
+      local_ = std::make_shared<LocalBackend>();
+    }
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::vector<int>& ranks() const override { return ranks_; }
+
+  WorkHandle all_reduce(const Tensor& tensor, ReduceOp op) override {
+    check_tensor("all_reduce", "input", tensor);
+    return route("all_reduce", tensor).all_reduce(tensor, op);
+  }
+
+  WorkHandle broadcast(const Tensor& tensor, int root) override {
+    check_tensor("broadcast", "input", tensor);
+    BRAID_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is not a rank of this group (ranks 0..",
+                size_ - 1, ")");
+    return route("broadcast", tensor).broadcast(tensor, root);
+  }
+
+  WorkHandle all_gather(const Tensor& output, const Tensor& input) override {
+    check_pair("all_gather", output, input);
+    BRAID_CHECK(output.numel() == input.numel() * size_, "all_gather: output has ", output.numel(),
+                " elements, expected ", input.numel() * size_, " (", size_, " ranks x input's ", input.numel(), ")");
+    bool in_place = input.raw_data() == chunk_address(output, input.numel(), rank_);
+    BRAID_CHECK(in_place || !overlaps(output, input), "all_gather: the input overlaps the output (it may only be ",
+                "the output's own chunk, chunk ", rank_, ")");
+    return route("all_gather", input).all_gather(output, input);
+  }
+
+  WorkHandle reduce_scatter(const Tensor& output, const Tensor& input, ReduceOp op) override {
+    check_pair("reduce_scatter", output, input);
+    BRAID_CHECK(input.numel() == output.numel() * size_, "reduce_scatter: input has ", input.numel(),
+                " elements, expected ", output.numel() * size_, " (", size_, " ranks x output's ", output.numel(),
+                ")");
+    BRAID_CHECK(size_ == 1 || !overlaps(output, input), "reduce_scatter: the output must not overlap the input");
+    return route("reduce_scatter", input).reduce_scatter(output, input, op);
+  }
+
+  WorkHandle send(const Tensor& tensor, int dst, int tag) override {
+    check_tensor("send", "input", tensor);
+    check_peer("send", "dst", dst, rank_, size_, tag);
+    return route("send", tensor).send(tensor, dst, tag);
+  }
+
+  WorkHandle recv(const Tensor& tensor, int src, int tag) override {
+    check_tensor("recv", "output", tensor);
+    check_peer("recv", "src", src, rank_, size_, tag);
+    return route("recv", tensor).recv(tensor, src, tag);
+  }
+
+  WorkHandle barrier() override {
+    require_running("ProcessGroup::barrier");
+    if (!mpi_) return local_->barrier();
+    return mpi_->barrier();
+  }
+
+ private:
+  static const void* chunk_address(const Tensor& t, int64_t chunk_numel, int index) {
+    return static_cast<const char*>(t.raw_data()) + size_t(chunk_numel) * size_t(index) * element_size(t.dtype());
+  }
+
+  Backend& route(const char* op, const Tensor& t) {
+    require_running(op);
+    if (!mpi_) return *local_;
+    if (t.device().is_cpu()) return *mpi_;
+#if BRAID_WITH_NCCL
+    std::lock_guard<std::mutex> lock(nccl_mutex_);
+    if (!nccl_) {
+      nccl_ = make_nccl_backend(mpi_, t.device().index, mpi_->global_rank());
+      register_backend(nccl_);
+      nccl_device_ = t.device().index;
+    }
+    BRAID_CHECK(t.device().index == nccl_device_, op, ": the tensor is on ", t.device(), " but this group's NCCL ",
+                "communicator was made for cuda:", nccl_device_, " (one device per rank and group)");
+    return *nccl_;
+#else
+    BRAID_FAIL(op, ": the tensor is on ", t.device(), ", and this build of Braid has no NCCL backend to communicate "
+               "CUDA tensors (it was built without CUDA or NCCL); move the tensor to the CPU first");
+#endif
+  }
+
+  std::shared_ptr<MpiBackend> mpi_;
+  std::shared_ptr<Backend> local_;
+#if BRAID_WITH_NCCL
+  std::mutex nccl_mutex_;
+  std::shared_ptr<Backend> nccl_;
+  int nccl_device_ = -1;
+#endif
+  std::vector<int> ranks_;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+std::shared_ptr<ProcessGroup> make_mpi_group(MPI_Comm comm, std::vector<int> global_ranks) {
+  return std::make_shared<DispatchingProcessGroup>(std::make_shared<MpiBackend>(comm, global_ranks), global_ranks);
+}
+
+std::string ranks_str(const std::vector<int>& ranks) {
+  std::string out = "[";
+  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
+  return out + "]";
+}
+
+// Debug mode: every rank must pass the same list to new_group; exchange the lists over the world and compare.
+void check_same_ranks_everywhere(const std::vector<int>& ranks) {
+  const size_t world = size_t(runtime().size);
+  int n = int(ranks.size());
+  std::vector<int> counts(world), displs(world);
+  BRAID_MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  int total = 0;
+  for (size_t r = 0; r < world; ++r) {
+    displs[r] = total;
+    total += counts[r];
+  }
+  std::vector<int> all(size_t(std::max(total, 1)));
+  BRAID_MPI_CHECK(
+      MPI_Allgatherv(ranks.data(), n, MPI_INT, all.data(), counts.data(), displs.data(), MPI_INT, MPI_COMM_WORLD));
+  bool same = true;
+  std::vector<std::vector<int>> lists(world);
+  for (size_t r = 0; r < world; ++r) {
+    lists[r].assign(all.begin() + displs[r], all.begin() + displs[r] + counts[r]);
+    same = same && lists[r] == ranks;
+  }
+  if (same) return;
+  std::string msg = "new_group: ranks disagree:";
+  for (size_t r = 0; r < world; ++r)
+    msg += std::string(r ? "," : "") + " rank " + std::to_string(r) + " passed " + ranks_str(lists[r]);
+  BRAID_FAIL(msg);
+}
+
+}  // namespace
+
+std::shared_ptr<ProcessGroup> make_world_group() {
+  const Runtime& rt = runtime();
+  std::vector<int> all(size_t(rt.size));
+  for (int r = 0; r < rt.size; ++r) all[size_t(r)] = r;
+  if (!rt.mpi) return std::make_shared<DispatchingProcessGroup>(nullptr, std::move(all));
+  MPI_Comm comm = MPI_COMM_NULL;
+  BRAID_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm));
+  return make_mpi_group(comm, std::move(all));
+}
+
+}  // namespace detail
+
+std::shared_ptr<ProcessGroup> world() {
+  detail::require_running("world");
+  return detail::world_slot();
+}
+
+std::shared_ptr<ProcessGroup> new_group(const std::vector<int>& ranks) {
+  const detail::Runtime& rt = detail::require_running("new_group");
+  BRAID_CHECK(!ranks.empty(), "new_group: the list of ranks is empty");
+  std::vector<int> sorted = ranks;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    BRAID_CHECK(sorted[i] >= 0 && sorted[i] < rt.size, "new_group: rank ", sorted[i], " in ",
+                detail::ranks_str(ranks), " is not a rank of the world (ranks 0..", rt.size - 1, ")");
+    BRAID_CHECK(i == 0 || sorted[i] != sorted[i - 1], "new_group: rank ", sorted[i], " appears twice in ",
+                detail::ranks_str(ranks));
+  }
+  if (rt.mpi && rt.debug) detail::check_same_ranks_everywhere(ranks);
+  // MPI_Comm_create_group's tag keeps concurrent creations apart; every rank counts every call, members or not, so
+  // the members of one group agree on it.
+  static std::atomic<int> creations{0};
+  int tag = creations++ % 32768;
+  if (std::find(ranks.begin(), ranks.end(), rt.rank) == ranks.end()) return nullptr;
+  if (!rt.mpi) return std::make_shared<detail::DispatchingProcessGroup>(nullptr, ranks);
+
+  // MPI_Comm_create_group is collective over the members only, so ranks outside the list need not take part.
+  MPI_Group world_group = MPI_GROUP_NULL, group = MPI_GROUP_NULL;
+  MPI_Comm comm = MPI_COMM_NULL;
+  BRAID_MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
+  BRAID_MPI_CHECK(MPI_Group_incl(world_group, int(ranks.size()), ranks.data(), &group));
+  int rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &comm);
+  MPI_Group_free(&group);
+  MPI_Group_free(&world_group);
+  detail::check_mpi(rc, "MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &comm)", __FILE__, __LINE__);
+  return detail::make_mpi_group(comm, ranks);
+}
+
+}  // namespace braid::dist

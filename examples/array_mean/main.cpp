@@ -1,0 +1,151 @@
+// The mean of a large random array computed in chunks, the reduction Dask users write as
+//   da.random.random((10000, 10000), chunks=(1000, 1000)).mean()
+// Chunks are dealt round-robin over the ranks of mpirun and, within a rank, over OpenMP threads. Each chunk is
+// drawn from a generator seeded by its grid position alone, so the array is the same whatever the number of ranks
+// and threads. Each rank writes the sums of its chunks into a vector indexed by chunk (zeros elsewhere); one
+// world()->all_reduce adds the vectors, and every rank sums the chunk sums in chunk order. Adding zeros is exact,
+// so the parallel mean is bit-for-bit the serial one, which rank 0 then computes through the same code with one
+// rank and one thread, for the time comparison.
+//
+//   mpirun -np 2 array_mean [--size 10000] [--chunk 1000] [--threads N] [--seed S] [--no-serial]
+#include <braid/braid.h>
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cxxopts.hpp>
+#include <vector>
+
+using namespace braid;
+
+namespace {
+
+struct Layout {
+  int64_t size, chunk, grid;  // the array is size x size, cut into grid x grid chunks of (up to) chunk x chunk
+  uint64_t seed;
+};
+
+uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+// Chunk (row, col) of the array: uniform in [0, 1), from its own generator.
+Tensor make_chunk(const Layout& a, int64_t row, int64_t col) {
+  Generator gen(splitmix64(a.seed ^ splitmix64(uint64_t(row) * uint64_t(a.grid) + uint64_t(col))));
+  int64_t rows = std::min(a.chunk, a.size - row * a.chunk), cols = std::min(a.chunk, a.size - col * a.chunk);
+  return rand({rows, cols}, DType::Float64, &gen);
+}
+
+double chunk_sum(const Tensor& chunk) {
+  const double* p = chunk.data<double>();
+  double total = 0;
+  for (int64_t r = 0; r < chunk.size(0); ++r) {
+    double row = 0;
+    for (int64_t c = 0; c < chunk.size(1); ++c) row += p[r * chunk.size(1) + c];
+    total += row;
+  }
+  return total;
+}
+
+// The sums of the chunks that `rank` of `ranks` owns (round-robin), computed by `threads` OpenMP threads; the
+// other entries stay zero.
+std::vector<double> local_chunk_sums(const Layout& a, int rank, int ranks, int threads) {
+  const int64_t chunks = a.grid * a.grid;
+  std::vector<double> sums(size_t(chunks), 0.0);
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+  for (int64_t c = rank; c < chunks; c += ranks) sums[size_t(c)] = chunk_sum(make_chunk(a, c / a.grid, c % a.grid));
+  return sums;
+}
+
+// The mean of the array over `group` (or this process alone when null), with `threads` threads per rank.
+double chunked_mean(const Layout& a, dist::ProcessGroup* group, int threads) {
+  std::vector<double> sums = local_chunk_sums(a, group ? group->rank() : 0, group ? group->size() : 1, threads);
+  Tensor all = from_vector(sums);
+  if (group) group->all_reduce(all, dist::ReduceOp::Sum)->wait();
+  const double* s = all.data<double>();
+  double total = 0;
+  for (size_t c = 0; c < sums.size(); ++c) total += s[c];
+  return total / (double(a.size) * double(a.size));
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dist::init(argc, argv);
+  const bool main_rank = dist::rank() == 0;
+  cxxopts::Options cli("array_mean", "Mean of a chunked random array over MPI ranks and OpenMP threads");
+  cli.add_options()
+    ("size", "the array is size x size float64", cxxopts::value<int64_t>()->default_value("10000"))
+    ("chunk", "chunks are chunk x chunk", cxxopts::value<int64_t>()->default_value("1000"))
+    ("threads", "OpenMP threads per rank (0: OMP_NUM_THREADS, or the cores shared among this host's ranks)",
+     cxxopts::value<int>()->default_value("0"))
+    ("seed", "seed of the array", cxxopts::value<uint64_t>()->default_value("0"))
+    ("no-serial", "skip the single-thread reference run")
+    ("h,help", "show this help");
+  try {
+    auto args = cli.parse(argc, argv);
+    if (args.count("help")) {
+      if (main_rank) std::printf("%s\n", cli.help().c_str());
+      return 0;
+    }
+    Layout a{args["size"].as<int64_t>(), args["chunk"].as<int64_t>(), 0, args["seed"].as<uint64_t>()};
+    BRAID_CHECK(a.size >= 1 && a.chunk >= 1, "--size and --chunk must be positive, got ", a.size, " and ", a.chunk);
+    a.grid = (a.size + a.chunk - 1) / a.chunk;
+    int threads = args["threads"].as<int>();
+    if (threads <= 0)
+      threads = std::getenv("OMP_NUM_THREADS") ? omp_get_max_threads()
+                                               : std::max(1, omp_get_num_procs() / dist::local_world_size());
+    auto world = dist::world();
+
+    world->barrier()->wait();  // start together, so the time is the slowest rank's
+    auto start = std::chrono::steady_clock::now();
+    double mean = chunked_mean(a, world.get(), threads);
+    double parallel_s = seconds_since(start);
+
+    if (main_rank) {
+      const double n = double(a.size) * double(a.size);
+      std::printf("array_mean: %lld x %lld float64 uniform [0, 1) in %lld x %lld chunks (%lld chunks), %d ranks x %d "
+                  "threads\n",
+                  (long long)a.size, (long long)a.size, (long long)a.chunk, (long long)a.chunk,
+                  (long long)(a.grid * a.grid), world->size(), threads);
+      std::printf("mean %.15f in %.3f s (%.3g elements/s)\n", mean, parallel_s, n / parallel_s);
+      // The mean of n independent uniforms on [0, 1) has expectation 1/2 and standard error sqrt(1 / (12 n)).
+      const double standard_error = std::sqrt(1.0 / (12.0 * n));
+      std::printf("expected 0.5 +- %.2g (standard error): off by %.2f standard errors\n", standard_error,
+                  (mean - 0.5) / standard_error);
+      bool ok = std::abs(mean - 0.5) < 6 * standard_error;
+      if (!args.count("no-serial")) {
+        start = std::chrono::steady_clock::now();
+        double serial = chunked_mean(a, nullptr, 1);
+        double serial_s = seconds_since(start);
+        double rel = std::abs(mean - serial) / std::abs(serial);
+        std::printf("serial (1 rank, 1 thread): mean %.15f in %.3f s; speed-up %.2fx; relative difference %.3g\n",
+                    serial, serial_s, serial_s / parallel_s, rel);
+        ok = ok && rel <= 1e-9;
+      }
+      std::printf("%s\n", ok ? "OK" : "MISMATCH");
+      std::fflush(stdout);
+      if (!ok) dist::abort("array_mean: the mean is off (see above)", 3);
+    }
+    world->barrier()->wait();  // the other ranks wait for rank 0's serial run rather than tearing MPI down
+    dist::finalize();
+    return 0;
+  } catch (const cxxopts::exceptions::exception& e) {
+    if (main_rank) std::fprintf(stderr, "array_mean: %s\n%s\n", e.what(), cli.help().c_str());
+    return 2;
+  } catch (const Error& e) {
+    if (dist::world_size() > 1) dist::abort(std::string("array_mean: ") + e.what());
+    std::fprintf(stderr, "array_mean: %s\n", e.what());
+    return 1;
+  }
+}
