@@ -22,23 +22,34 @@ namespace detail {
 
 const char* op_name(OpKind op) {
   switch (op) {
-    case OpKind::AllReduce: return "all_reduce";
-    case OpKind::Broadcast: return "broadcast";
-    case OpKind::AllGather: return "all_gather";
-    case OpKind::ReduceScatter: return "reduce_scatter";
-    case OpKind::Send: return "send";
-    case OpKind::Recv: return "recv";
-    case OpKind::Barrier: return "barrier";
+    case OpKind::AllReduce:
+      return "all_reduce";
+    case OpKind::Broadcast:
+      return "broadcast";
+    case OpKind::AllGather:
+      return "all_gather";
+    case OpKind::ReduceScatter:
+      return "reduce_scatter";
+    case OpKind::Send:
+      return "send";
+    case OpKind::Recv:
+      return "recv";
+    case OpKind::Barrier:
+      return "barrier";
   }
   return "unknown operation";
 }
 
 const char* reduce_op_name(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Avg: return "avg";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
+    case ReduceOp::Sum:
+      return "sum";
+    case ReduceOp::Avg:
+      return "avg";
+    case ReduceOp::Max:
+      return "max";
+    case ReduceOp::Min:
+      return "min";
   }
   return "unknown";
 }
@@ -84,9 +95,12 @@ std::string describe(const Signature& s) {
   std::string name = op_name(op);
   std::string reduce = reduce_op_name(ReduceOp(s.reduce));
   switch (op) {
-    case OpKind::AllReduce: return name + "(" + reduce + ", " + describe_tensor(s.a) + ")";
-    case OpKind::Broadcast: return name + "(" + describe_tensor(s.a) + ", root " + std::to_string(s.root) + ")";
-    case OpKind::AllGather: return name + "(" + describe_tensor(s.a) + " -> " + describe_tensor(s.b) + ")";
+    case OpKind::AllReduce:
+      return name + "(" + reduce + ", " + describe_tensor(s.a) + ")";
+    case OpKind::Broadcast:
+      return name + "(" + describe_tensor(s.a) + ", root " + std::to_string(s.root) + ")";
+    case OpKind::AllGather:
+      return name + "(" + describe_tensor(s.a) + " -> " + describe_tensor(s.b) + ")";
     case OpKind::ReduceScatter:
       return name + "(" + reduce + ", " + describe_tensor(s.a) + " -> " + describe_tensor(s.b) + ")";
     case OpKind::Send:
@@ -95,7 +109,8 @@ std::string describe(const Signature& s) {
     case OpKind::Recv:
       return name + "(" + describe_tensor(s.a) + ", src " + std::to_string(s.root) + ", tag " + std::to_string(s.tag) +
              ")";
-    case OpKind::Barrier: return name + "()";
+    case OpKind::Barrier:
+      return name + "()";
   }
   return name;
 }
@@ -199,8 +214,7 @@ void check_pair(const char* op, const Tensor& output, const Tensor& input) {
 void check_peer(const char* op, const char* role, int peer, int rank, int size, int tag) {
   BRAID_CHECK(peer >= 0 && peer < size, op, ": ", role, " ", peer, " is not a rank of this group (ranks 0..", size - 1,
               ")");
-  BRAID_CHECK(peer != rank, op, ": ", role, " ", peer, " is this process's own rank; a rank cannot ", op,
-              " to itself");
+  BRAID_CHECK(peer != rank, op, ": ", role, " ", peer, " is this process's own rank; a rank cannot ", op, " to itself");
   BRAID_CHECK(tag >= 0, op, ": tag must be non-negative, got ", tag);
 }
 
@@ -284,8 +298,7 @@ class DispatchingProcessGroup : public ProcessGroup {
   WorkHandle reduce_scatter(const Tensor& output, const Tensor& input, ReduceOp op) override {
     check_pair("reduce_scatter", output, input);
     BRAID_CHECK(input.numel() == output.numel() * size_, "reduce_scatter: input has ", input.numel(),
-                " elements, expected ", output.numel() * size_, " (", size_, " ranks x output's ", output.numel(),
-                ")");
+                " elements, expected ", output.numel() * size_, " (", size_, " ranks x output's ", output.numel(), ")");
     BRAID_CHECK(size_ == 1 || !overlaps(output, input), "reduce_scatter: the output must not overlap the input");
     return route("reduce_scatter", input).reduce_scatter(output, input, op);
   }
@@ -328,7 +341,8 @@ class DispatchingProcessGroup : public ProcessGroup {
                 "communicator was made for cuda:", nccl_device_, " (one device per rank and group)");
     return *nccl_;
 #else
-    BRAID_FAIL(op, ": the tensor is on ", t.device(), ", and this build of Braid has no NCCL backend to communicate "
+    BRAID_FAIL(op, ": the tensor is on ", t.device(),
+               ", and this build of Braid has no NCCL backend to communicate "
                "CUDA tensors (it was built without CUDA or NCCL); move the tensor to the CPU first");
 #endif
   }
@@ -407,8 +421,8 @@ std::shared_ptr<ProcessGroup> new_group(const std::vector<int>& ranks) {
   std::vector<int> sorted = ranks;
   std::sort(sorted.begin(), sorted.end());
   for (size_t i = 0; i < sorted.size(); ++i) {
-    BRAID_CHECK(sorted[i] >= 0 && sorted[i] < rt.size, "new_group: rank ", sorted[i], " in ",
-                detail::ranks_str(ranks), " is not a rank of the world (ranks 0..", rt.size - 1, ")");
+    BRAID_CHECK(sorted[i] >= 0 && sorted[i] < rt.size, "new_group: rank ", sorted[i], " in ", detail::ranks_str(ranks),
+                " is not a rank of the world (ranks 0..", rt.size - 1, ")");
     BRAID_CHECK(i == 0 || sorted[i] != sorted[i - 1], "new_group: rank ", sorted[i], " appears twice in ",
                 detail::ranks_str(ranks));
   }

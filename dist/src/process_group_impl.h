@@ -41,15 +41,15 @@ void check_mpi(int rc, const char* call, const char* file, int line);
 struct Runtime {
   bool initialized = false;
   bool finalized = false;
-  bool mpi = false;             // launched by mpirun: MPI is running
-  bool owns_mpi = false;        // init() called MPI_Init_thread, so finalize() calls MPI_Finalize
+  bool mpi = false;       // launched by mpirun: MPI is running
+  bool owns_mpi = false;  // init() called MPI_Init_thread, so finalize() calls MPI_Finalize
   int rank = 0;
   int size = 1;
   int local_rank = 0;
   int local_size = 1;
-  double timeout_s = 300;       // BRAID_DIST_TIMEOUT
-  bool debug = false;           // BRAID_DIST_DEBUG
-  bool spin = true;             // short busy-waits before sleeping (off when the process is bound to one core)
+  double timeout_s = 300;  // BRAID_DIST_TIMEOUT
+  bool debug = false;      // BRAID_DIST_DEBUG
+  bool spin = true;        // short busy-waits before sleeping (not on oversubscribed cores)
 };
 
 Runtime& runtime();
@@ -202,7 +202,7 @@ class MpiBackend : public Backend {
   std::condition_variable idle_cv_;
   bool thread_done_ = false;
   std::vector<std::unique_ptr<PendingP2P>> pending_;  // only the communication thread touches it
-  Signature current_sig_;  // the operation started last (named if finalize times out)
+  Signature current_sig_;                             // the operation started last (named if finalize times out)
   std::string current_label_;
   std::thread thread_;
 };

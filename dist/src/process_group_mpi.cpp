@@ -20,9 +20,12 @@ namespace {
 
 MPI_Datatype mpi_dtype(DType t) {
   switch (t) {
-    case DType::Float32: return MPI_FLOAT;
-    case DType::Float64: return MPI_DOUBLE;
-    case DType::Int64: return MPI_INT64_T;
+    case DType::Float32:
+      return MPI_FLOAT;
+    case DType::Float64:
+      return MPI_DOUBLE;
+    case DType::Int64:
+      return MPI_INT64_T;
   }
   BRAID_FAIL("MPI process group: unsupported dtype ", t);
 }
@@ -30,9 +33,12 @@ MPI_Datatype mpi_dtype(DType t) {
 MPI_Op mpi_op(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum:
-    case ReduceOp::Avg: return MPI_SUM;
-    case ReduceOp::Max: return MPI_MAX;
-    case ReduceOp::Min: return MPI_MIN;
+    case ReduceOp::Avg:
+      return MPI_SUM;
+    case ReduceOp::Max:
+      return MPI_MAX;
+    case ReduceOp::Min:
+      return MPI_MIN;
   }
   BRAID_FAIL("MPI process group: unknown reduce op");
 }
@@ -128,7 +134,8 @@ WorkHandle MpiBackend::enqueue(std::unique_ptr<Task> task) {
   WorkHandle handle = task->work;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    BRAID_CHECK(!stopping_, task->description(), ": the process group was shut down (braid::dist::finalize() was called)");
+    BRAID_CHECK(!stopping_, task->description(),
+                ": the process group was shut down (braid::dist::finalize() was called)");
     queue_.push_back(std::move(task));
     queued_.fetch_add(1, std::memory_order_release);
   }
@@ -173,9 +180,8 @@ WorkHandle MpiBackend::broadcast(const Tensor& tensor, int root) {
   task->check_signature = runtime().debug;
   task->collective = [tensor, root](MPI_Comm comm) {
     MPI_Datatype type = mpi_dtype(tensor.dtype());
-    for_each_piece(tensor.raw_data(), tensor.numel(), tensor.dtype(), [&](void* p, int count) {
-      BRAID_MPI_CHECK(MPI_Bcast(p, count, type, root, comm));
-    });
+    for_each_piece(tensor.raw_data(), tensor.numel(), tensor.dtype(),
+                   [&](void* p, int count) { BRAID_MPI_CHECK(MPI_Bcast(p, count, type, root, comm)); });
   };
   return enqueue(std::move(task));
 }
@@ -189,8 +195,8 @@ WorkHandle MpiBackend::all_gather(const Tensor& output, const Tensor& input) {
                   static_cast<char*>(output.raw_data()) + size_t(count) * size_t(rank_) * element_size(input.dtype());
   task->collective = [output, input, count, in_place](MPI_Comm comm) {
     MPI_Datatype type = mpi_dtype(input.dtype());
-    BRAID_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : input.raw_data(), count, type, output.raw_data(), count,
-                                  type, comm));
+    BRAID_MPI_CHECK(
+        MPI_Allgather(in_place ? MPI_IN_PLACE : input.raw_data(), count, type, output.raw_data(), count, type, comm));
   };
   return enqueue(std::move(task));
 }
@@ -248,8 +254,7 @@ WorkHandle MpiBackend::recv(const Tensor& tensor, int src, int tag) {
   task->start = [tensor, src, tag, comm, debug_comm, peer](std::vector<MPI_Request>& requests) {
     if (debug_comm != MPI_COMM_NULL) {
       requests.emplace_back();
-      BRAID_MPI_CHECK(
-          MPI_Irecv(peer.get(), int(sizeof(Signature)), MPI_BYTE, src, tag, debug_comm, &requests.back()));
+      BRAID_MPI_CHECK(MPI_Irecv(peer.get(), int(sizeof(Signature)), MPI_BYTE, src, tag, debug_comm, &requests.back()));
     }
     MPI_Datatype type = mpi_dtype(tensor.dtype());
     for_each_piece(tensor.raw_data(), tensor.numel(), tensor.dtype(), [&](void* p, int count) {
@@ -291,8 +296,8 @@ WorkHandle MpiBackend::barrier() {
 
 void MpiBackend::check_signatures(const Signature& mine) {
   std::vector<Signature> all(static_cast<size_t>(size_));
-  BRAID_MPI_CHECK(MPI_Allgather(&mine, int(sizeof(Signature)), MPI_BYTE, all.data(), int(sizeof(Signature)), MPI_BYTE,
-                                comm_));
+  BRAID_MPI_CHECK(
+      MPI_Allgather(&mine, int(sizeof(Signature)), MPI_BYTE, all.data(), int(sizeof(Signature)), MPI_BYTE, comm_));
   if (std::all_of(all.begin(), all.end(), [&](const Signature& s) { return s == mine; })) return;
   std::string msg = std::string(op_name(OpKind(mine.op))) + ": ranks disagree:";
   for (int r = 0; r < size_; ++r)
@@ -311,10 +316,12 @@ void MpiBackend::run_collective(Task& task) {
   } catch (const std::exception& e) {
     error = std::make_exception_ptr(
         Error(task.description() + " on rank " + std::to_string(global_rank()) + " failed: " + e.what()));
+  } catch (...) {
+    error = std::current_exception();
   }
   std::shared_ptr<ThreadWork> work = std::move(task.work);
   task.tensors.clear();
-  work->complete(error);
+  work->complete(std::move(error));  // moved: the waiter may drop the last reference
 }
 
 void MpiBackend::start_p2p(std::unique_ptr<Task> task) {
@@ -344,8 +351,8 @@ bool MpiBackend::poll_p2p() {
           try {
             check_mpi(rc, "MPI_Test", __FILE__, __LINE__);
           } catch (const std::exception& e) {
-            p.error = std::make_exception_ptr(Error(p.task->description() + " on rank " +
-                                                    std::to_string(global_rank()) + " failed: " + e.what()));
+            p.error = std::make_exception_ptr(
+                Error(p.task->description() + " on rank " + std::to_string(global_rank()) + " failed: " + e.what()));
           }
         }
         flag = 1;
@@ -365,12 +372,12 @@ bool MpiBackend::poll_p2p() {
       error = std::current_exception();  // says more than the MPI error it may have caused
     } catch (const std::exception& e) {
       if (!error)
-        error = std::make_exception_ptr(Error(p.task->description() + " on rank " + std::to_string(global_rank()) +
-                                              " failed: " + e.what()));
+        error = std::make_exception_ptr(
+            Error(p.task->description() + " on rank " + std::to_string(global_rank()) + " failed: " + e.what()));
     }
     std::shared_ptr<ThreadWork> work = std::move(p.task->work);
-    it = pending_.erase(it);  // drops the tensors
-    work->complete(error);
+    it = pending_.erase(it);           // drops the tensors
+    work->complete(std::move(error));  // moved: the waiter may drop the last reference
   }
   return progressed;
 }

@@ -17,12 +17,12 @@
 #include "braid/kernels/cuda/check.h"
 #include "process_group_impl.h"
 
-#define BRAID_NCCL_CHECK(call)                                                                                 \
-  do {                                                                                                         \
-    ncclResult_t braid_nccl_rc_ = (call);                                                                      \
-    if (braid_nccl_rc_ != ncclSuccess)                                                                         \
+#define BRAID_NCCL_CHECK(call)                                                                                  \
+  do {                                                                                                          \
+    ncclResult_t braid_nccl_rc_ = (call);                                                                       \
+    if (braid_nccl_rc_ != ncclSuccess)                                                                          \
       BRAID_FAIL(#call, " failed at ", __FILE__, ":", __LINE__, ": ", ncclGetErrorString(braid_nccl_rc_), " (", \
-                 ncclGetLastError(nullptr), ")");                                                              \
+                 ncclGetLastError(nullptr), ")");                                                               \
   } while (0)
 
 namespace braid::dist::detail {
@@ -31,19 +31,26 @@ namespace {
 
 ncclDataType_t nccl_dtype(DType t) {
   switch (t) {
-    case DType::Float32: return ncclFloat32;
-    case DType::Float64: return ncclFloat64;
-    case DType::Int64: return ncclInt64;
+    case DType::Float32:
+      return ncclFloat32;
+    case DType::Float64:
+      return ncclFloat64;
+    case DType::Int64:
+      return ncclInt64;
   }
   BRAID_FAIL("NCCL process group: unsupported dtype ", t);
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return ncclSum;
-    case ReduceOp::Avg: return ncclAvg;
-    case ReduceOp::Max: return ncclMax;
-    case ReduceOp::Min: return ncclMin;
+    case ReduceOp::Sum:
+      return ncclSum;
+    case ReduceOp::Avg:
+      return ncclAvg;
+    case ReduceOp::Max:
+      return ncclMax;
+    case ReduceOp::Min:
+      return ncclMin;
   }
   BRAID_FAIL("NCCL process group: unknown reduce op");
 }
@@ -90,8 +97,8 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
   NcclBackend(std::shared_ptr<MpiBackend> mpi, int device, int global_rank)
       : mpi_(std::move(mpi)), device_(device), global_rank_(global_rank) {
     int count = braid::cuda::device_count();
-    BRAID_CHECK(device >= 0 && device < count, "NCCL process group: CUDA device ", device, " does not exist (",
-                count, " visible)");
+    BRAID_CHECK(device >= 0 && device < count, "NCCL process group: CUDA device ", device, " does not exist (", count,
+                " visible)");
     rank_ = mpi_->rank();
     size_ = mpi_->size();
     // Group rank 0 makes the id; a failure there travels with the broadcast so no rank waits for an id forever.
@@ -104,11 +111,14 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
     if (rank_ == 0) {
       ncclResult_t rc = ncclGetUniqueId(&boot->id);
       boot->ok = rc == ncclSuccess;
-      if (!boot->ok) std::snprintf(boot->error, sizeof boot->error, "ncclGetUniqueId failed: %s", ncclGetErrorString(rc));
+      if (!boot->ok)
+        std::snprintf(boot->error, sizeof boot->error, "ncclGetUniqueId failed: %s", ncclGetErrorString(rc));
     }
-    mpi_->submit("NCCL communicator set-up", [boot](MPI_Comm comm) {
-         BRAID_MPI_CHECK(MPI_Bcast(boot.get(), int(sizeof(Bootstrap)), MPI_BYTE, 0, comm));
-       })->wait();
+    mpi_->submit("NCCL communicator set-up",
+                 [boot](MPI_Comm comm) {
+                   BRAID_MPI_CHECK(MPI_Bcast(boot.get(), int(sizeof(Bootstrap)), MPI_BYTE, 0, comm));
+                 })
+        ->wait();
     BRAID_CHECK(boot->ok, "NCCL process group on rank ", global_rank_, ": group rank 0 could not make the NCCL id (",
                 boot->error, ")");
     DeviceGuard guard(device_);
@@ -127,8 +137,8 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
 
   WorkHandle all_reduce(const Tensor& t, ReduceOp op) override {
     return launch(make_signature(OpKind::AllReduce, op, -1, 0, t), {t}, true, [&](cudaStream_t s) {
-      BRAID_NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()),
-                                     nccl_op(op), comm_, s));
+      BRAID_NCCL_CHECK(
+          ncclAllReduce(t.raw_data(), t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), nccl_op(op), comm_, s));
     });
   }
 

@@ -9,7 +9,6 @@
 //
 //   mpirun -np 2 array_mean [--size 10000] [--chunk 1000] [--threads N] [--seed S] [--no-serial]
 #include <braid/braid.h>
-
 #include <omp.h>
 
 #include <chrono>
@@ -84,6 +83,7 @@ int main(int argc, char** argv) {
   dist::init(argc, argv);
   const bool main_rank = dist::rank() == 0;
   cxxopts::Options cli("array_mean", "Mean of a chunked random array over MPI ranks and OpenMP threads");
+  // clang-format off
   cli.add_options()
     ("size", "the array is size x size float64", cxxopts::value<int64_t>()->default_value("10000"))
     ("chunk", "chunks are chunk x chunk", cxxopts::value<int64_t>()->default_value("1000"))
@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
     ("seed", "seed of the array", cxxopts::value<uint64_t>()->default_value("0"))
     ("no-serial", "skip the single-thread reference run")
     ("h,help", "show this help");
+  // clang-format on
   try {
     auto args = cli.parse(argc, argv);
     if (args.count("help")) {
@@ -114,10 +115,11 @@ int main(int argc, char** argv) {
 
     if (main_rank) {
       const double n = double(a.size) * double(a.size);
-      std::printf("array_mean: %lld x %lld float64 uniform [0, 1) in %lld x %lld chunks (%lld chunks), %d ranks x %d "
-                  "threads\n",
-                  (long long)a.size, (long long)a.size, (long long)a.chunk, (long long)a.chunk,
-                  (long long)(a.grid * a.grid), world->size(), threads);
+      std::printf(
+          "array_mean: %lld x %lld float64 uniform [0, 1) in %lld x %lld chunks (%lld chunks), %d ranks x %d "
+          "threads\n",
+          (long long)a.size, (long long)a.size, (long long)a.chunk, (long long)a.chunk, (long long)(a.grid * a.grid),
+          world->size(), threads);
       std::printf("mean %.15f in %.3f s (%.3g elements/s)\n", mean, parallel_s, n / parallel_s);
       // The mean of n independent uniforms on [0, 1) has expectation 1/2 and standard error sqrt(1 / (12 n)).
       const double standard_error = std::sqrt(1.0 / (12.0 * n));

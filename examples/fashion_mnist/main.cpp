@@ -55,12 +55,15 @@ double mean_over_ranks(double value, dist::ProcessGroup& group) {
 int main(int argc, char** argv) {
   dist::init(argc, argv);  // a single process of world size 1 unless started by mpirun
   cxxopts::Options cli("fashion_mnist", "Train an MLP on Fashion-MNIST with Braid");
+  // clang-format off
   cli.add_options()
     ("epochs", "training epochs", cxxopts::value<int>()->default_value("15"))
-    ("batch-size", "samples per optimizer step (with --ddp: the global batch, split over the ranks)", cxxopts::value<int64_t>()->default_value("128"))
+    ("batch-size", "samples per optimizer step (with --ddp: the global batch, split over the ranks)",
+     cxxopts::value<int64_t>()->default_value("128"))
     ("lr", "initial learning rate (cosine-annealed to 0)", cxxopts::value<double>()->default_value("0.05"))
     ("momentum", "SGD momentum", cxxopts::value<double>()->default_value("0.9"))
-    ("threads", "CPU threads per rank (0: OMP_NUM_THREADS, or the cores shared among this host's ranks)", cxxopts::value<int>()->default_value("0"))
+    ("threads", "CPU threads per rank (0: OMP_NUM_THREADS, or the cores shared among this host's ranks)",
+     cxxopts::value<int>()->default_value("0"))
     ("workers", "background batch-loading threads", cxxopts::value<int>()->default_value("1"))
     ("seed", "random seed for weights and shuffling", cxxopts::value<uint64_t>()->default_value("0"))
     ("data", "folder with the Fashion-MNIST .gz files", cxxopts::value<std::string>()->default_value(
@@ -73,6 +76,7 @@ int main(int argc, char** argv) {
     ("bucket-mb", "with --ddp: gradient bucket size in MiB", cxxopts::value<double>()->default_value("25"))
     ("no-overlap", "with --ddp: all-reduce after backward instead of during it (to measure the overlap)")
     ("h,help", "show this help");
+  // clang-format on
   const bool main_rank = dist::rank() == 0;
   try {
     auto args = cli.parse(argc, argv);
@@ -106,12 +110,12 @@ int main(int argc, char** argv) {
                   (long long)test->size(), get_num_threads(),
                   ddp_on ? (" per rank, " + std::to_string(ranks) + " ranks (DistributedDataParallel)").c_str() : "");
 
-    Device device = args.count("device") ? parse_device(args["device"].as<std::string>())
-                                         : (cuda::is_available()
-                                                ? Device::cuda(ddp_on ? dist::local_rank() % cuda::device_count() : 0)
+    Device device = args.count("device")
+                        ? parse_device(args["device"].as<std::string>())
+                        : (cuda::is_available() ? Device::cuda(ddp_on ? dist::local_rank() % cuda::device_count() : 0)
                                                 : Device::cpu());
-    BRAID_CHECK(device.is_cpu() || device.index < cuda::device_count(), "--device: ", device,
-                " is not available (", cuda::device_count(), " CUDA devices visible)");
+    BRAID_CHECK(device.is_cpu() || device.index < cuda::device_count(), "--device: ", device, " is not available (",
+                cuda::device_count(), " CUDA devices visible)");
     nn::Sequential model(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));
     if (args.count("resume")) {
       nn::load(*model, args["resume"].as<std::string>());
@@ -126,7 +130,8 @@ int main(int argc, char** argv) {
           dist::DDPOptions{.bucket_cap_bytes = size_t(args["bucket-mb"].as<double>() * double(1 << 20)),
                            .overlap = args.count("no-overlap") == 0});
     Tensor test_images = to(test->data(), device), test_labels = to(test->targets(), device);
-    optim::SGD optimizer(model->parameters(), {.lr = args["lr"].as<double>(), .momentum = args["momentum"].as<double>()});
+    optim::SGD optimizer(model->parameters(),
+                         {.lr = args["lr"].as<double>(), .momentum = args["momentum"].as<double>()});
     data::DataLoaderOptions loader_options{.batch_size = batch_size / ranks,
                                            .shuffle = true,
                                            .seed = args["seed"].as<uint64_t>(),
@@ -164,8 +169,8 @@ int main(int argc, char** argv) {
       }
       if (main_rank) {
         std::printf("Epoch %d (%s%s): train loss %.4f, test accuracy %.2f%%, %.1f s (%.0f samples/s)\n", epoch,
-                    device.str().c_str(), ddp_on ? (" x " + std::to_string(ranks) + " ranks").c_str() : "",
-                    train_loss, 100 * acc, secs, double(seen) / secs);
+                    device.str().c_str(), ddp_on ? (" x " + std::to_string(ranks) + " ranks").c_str() : "", train_loss,
+                    100 * acc, secs, double(seen) / secs);
         std::fflush(stdout);
         if (args.count("checkpoint")) nn::save(*model, args["checkpoint"].as<std::string>());
       }

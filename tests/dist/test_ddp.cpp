@@ -1,9 +1,8 @@
 // DistributedDataParallel against single-process training: every rank trains on its slice of a global batch, and
 // the parameters must equal those of one model trained on the whole batch. Runs under mpiexec with any number of
 // ranks, and as a single process (world size 1).
-#include <gtest/gtest.h>
-
 #include <braid/braid.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <functional>
@@ -371,6 +370,70 @@ TEST(DistributedDataParallel, GroupOfOneIsPlainLocalTraining) {
   expect_params_close(model, reference, "after 3 local steps");
 }
 
+// A module with a buffer (as BatchNorm's running statistics would be), here a counter the forward pass bumps.
+struct WithBuffer : nn::Module {
+  nn::Linear fc = register_module("fc", nn::Linear(kIn, kOut));
+  Tensor running = register_buffer("running", zeros({3}));
+  Tensor forward(const Tensor& x) {
+    ops::add_(running, ones({3}), 1.0 + dist::rank());  // a different update on every rank
+    return fc(x);
+  }
+};
+
+TEST(DistributedDataParallel, BuffersComeFromRankZeroAtConstructionAndAfterEachSynchronisedPass) {
+  auto group = dist::world();
+  const double rank = group->rank();
+  for (bool broadcast_buffers : {true, false}) {
+    SCOPED_TRACE(broadcast_buffers ? "broadcast_buffers" : "local buffers");
+    WithBuffer model;
+    ops::fill_(model.running, 10 * (rank + 1));
+    DistributedDataParallel ddp(model, group, {.broadcast_buffers = broadcast_buffers});
+    EXPECT_EQ(model.running.to_vector<double>(), std::vector<double>(3, 10.0));  // rank 0's, on every rank
+    Batch b = slice_of(global_batch(group->size() * kBatchPerRank, 2), group->rank());
+    nn::mse_loss(model.forward(b.x), b.y).backward();
+    // The forward added 1 + rank; afterwards the ranks agree on rank 0's value, or keep their own.
+    EXPECT_EQ(model.running.to_vector<double>(), std::vector<double>(3, broadcast_buffers ? 11.0 : 11.0 + rank));
+    {
+      auto guard = ddp.no_sync();  // no communication at all in a no_sync pass
+      nn::mse_loss(model.forward(b.x), b.y).backward();
+    }
+    EXPECT_EQ(model.running.to_vector<double>(),
+              std::vector<double>(3, broadcast_buffers ? 12.0 + rank : 12.0 + 2 * rank));
+  }
+}
+
+// DDP over CUDA tensors (NCCL): one GPU per rank on this host, else skipped.
+TEST(DistributedDataParallel, CudaMatchesSingleProcessOnTheCpu) {
+  if (!cuda::is_available() || cuda::device_count() < dist::local_world_size())
+    GTEST_SKIP() << "needs one CUDA device per rank of this host";
+  auto group = dist::world();
+  const int world = group->size(), rank = group->rank();
+  Device device = Device::cuda(dist::local_rank());
+  for (const DDPOptions& options : {DDPOptions{.bucket_cap_bytes = 1}, DDPOptions{.overlap = false}}) {
+    SCOPED_TRACE(describe(options));
+    manual_seed(7 + uint64_t(rank));
+    Mlp model;
+    model.to(device);
+    manual_seed(7);
+    Mlp reference;
+    DistributedDataParallel ddp(model, group, options);
+    optim::SGD optimizer(model.parameters(), sgd_options());
+    optim::SGD ref_optimizer(reference.parameters(), sgd_options());
+    for (int step = 0; step < 3; ++step) {
+      Batch global = global_batch(world * kBatchPerRank, 100 + step);
+      Batch mine = slice_of(global, rank);
+      optimizer.zero_grad();
+      nn::mse_loss(model.forward(ops::to_device(mine.x, device)), ops::to_device(mine.y, device)).backward();
+      optimizer.step();
+      ref_optimizer.zero_grad();
+      nn::mse_loss(reference.forward(global.x), global.y).backward();
+      ref_optimizer.step();
+    }
+    model.to(Device::cpu());
+    expect_params_close(model, reference, "after 3 steps on CUDA", 1e-4, 1e-5);
+  }
+}
+
 TEST(DistributedDataParallel, HooksAreInertOnceDestroyed) {
   auto group = std::make_shared<RecordingGroup>(dist::world());
   manual_seed(8);
@@ -392,8 +455,7 @@ TEST(DistributedDataParallel, ModelConvertedAfterWrappingIsAnError) {
   Batch b = slice_of(global_batch(group->size() * kBatchPerRank, 1), group->rank());
   test::expect_error(
       [&] {
-        nn::mse_loss(model.forward(ops::to_dtype(b.x, DType::Float64)), ops::to_dtype(b.y, DType::Float64))
-            .backward();
+        nn::mse_loss(model.forward(ops::to_dtype(b.x, DType::Float64)), ops::to_dtype(b.y, DType::Float64)).backward();
       },
       {"fc3.bias", "before wrapping"});
 }

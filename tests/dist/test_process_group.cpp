@@ -39,9 +39,12 @@ T expected(ReduceOp op, const std::vector<int>& ranks, int64_t i) {
   T acc = T(value(ranks[0], i));
   for (size_t k = 1; k < ranks.size(); ++k) {
     T x = T(value(ranks[k], i));
-    if (op == ReduceOp::Max) acc = std::max(acc, x);
-    else if (op == ReduceOp::Min) acc = std::min(acc, x);
-    else acc = acc + x;
+    if (op == ReduceOp::Max)
+      acc = std::max(acc, x);
+    else if (op == ReduceOp::Min)
+      acc = std::min(acc, x);
+    else
+      acc = acc + x;
   }
   if (op == ReduceOp::Avg) acc = acc / T(ranks.size());
   return acc;
@@ -55,15 +58,19 @@ std::vector<int> all_ranks(int n) {
 
 const char* name(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Avg: return "avg";
-    case ReduceOp::Max: return "max";
-    default: return "min";
+    case ReduceOp::Sum:
+      return "sum";
+    case ReduceOp::Avg:
+      return "avg";
+    case ReduceOp::Max:
+      return "max";
+    default:
+      return "min";
   }
 }
 
-#define REQUIRE_RANKS(n)                                                            \
-  do {                                                                              \
+#define REQUIRE_RANKS(n)                                                              \
+  do {                                                                                \
     if (braid::dist::world_size() < (n)) GTEST_SKIP() << "needs " << (n) << " ranks"; \
   } while (0)
 
@@ -332,6 +339,7 @@ TEST(ProcessGroup, AllReduceOverlapsTheCallersComputation) {
   using clock = std::chrono::steady_clock;
   const int64_t count = 1 << 22;  // 16 MiB
   Tensor t = braid::full({count}, double(r + 1));
+  world->barrier()->wait();  // the ranks start together, so the delay below is measured from a common start
   if (r != 0) {
     // The others join late, so rank 0's all_reduce cannot finish before they do: rank 0 must get control back at
     // once and compute meanwhile.
@@ -441,8 +449,7 @@ TEST(ProcessGroup, SingleProcessCollectivesAreLocal) {
 
 TEST(ProcessGroupNccl, CollectivesOnCudaTensors) {
   if (!braid::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  if (braid::cuda::device_count() < braid::dist::local_world_size())
-    GTEST_SKIP() << "fewer GPUs than local ranks";
+  if (braid::cuda::device_count() < braid::dist::local_world_size()) GTEST_SKIP() << "fewer GPUs than local ranks";
   auto world = braid::dist::world();
   int n = world->size(), r = world->rank();
   braid::Device device = braid::Device::cuda(braid::dist::local_rank());
@@ -470,10 +477,15 @@ TEST(ProcessGroupNccl, CollectivesOnCudaTensors) {
     Tensor msg = braid::ops::to_device(braid::full({16}, double(r)), device);
     Tensor got = braid::zeros({16}, device);
     int next = (r + 1) % n, prev = (r + n - 1) % n;
-    WorkHandle s = world->send(msg, next);
-    WorkHandle v = world->recv(got, prev);
-    s->wait();
-    v->wait();
+    // NCCL runs a rank's send and recv in order on one stream, and a send waits for its recv: even ranks send
+    // first, odd ranks receive first, or every rank would sit in its send.
+    if (r % 2 == 0) {
+      world->send(msg, next)->wait();
+      world->recv(got, prev)->wait();
+    } else {
+      world->recv(got, prev)->wait();
+      world->send(msg, next)->wait();
+    }
     EXPECT_EQ(braid::ops::to_device(got, braid::Device::cpu()).to_vector<float>()[15], float(prev));
   }
 }

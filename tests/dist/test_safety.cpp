@@ -21,10 +21,10 @@ bool debug_mode() {
   return v && std::string(v) != "0" && std::string(v) != "";
 }
 
-#define REQUIRE_DEBUG_AND_RANKS()                                                                  \
-  do {                                                                                             \
-    if (!debug_mode()) GTEST_SKIP() << "runs with BRAID_DIST_DEBUG=1";                              \
-    if (braid::dist::world_size() < 2) GTEST_SKIP() << "needs 2 ranks";                             \
+#define REQUIRE_DEBUG_AND_RANKS()                                       \
+  do {                                                                  \
+    if (!debug_mode()) GTEST_SKIP() << "runs with BRAID_DIST_DEBUG=1";  \
+    if (braid::dist::world_size() < 2) GTEST_SKIP() << "needs 2 ranks"; \
   } while (0)
 
 // Runs `call` (which issues and waits) and returns the braid::Error message it must throw.
@@ -61,8 +61,8 @@ TEST(SafetyDebug, ShapeMismatchThrowsOnEveryRankNamingEachRank) {
   std::string msg = error_of([&] { world->all_reduce(t)->wait(); });
   expect_contains(msg, "all_reduce: ranks disagree");
   for (int k = 0; k < world->size(); ++k)
-    expect_contains(msg, "rank " + std::to_string(k) + " passed all_reduce(sum, [" + std::to_string(4 + k) +
-                             "] float32)");
+    expect_contains(msg,
+                    "rank " + std::to_string(k) + " passed all_reduce(sum, [" + std::to_string(4 + k) + "] float32)");
   // The mismatched all_reduce did not run.
   EXPECT_EQ(t.to_vector<float>()[0], 1.0f);
   expect_group_still_works();

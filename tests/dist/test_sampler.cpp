@@ -1,9 +1,8 @@
 // DistributedSampler and distributed_loader_options: each rank's share is disjoint from the others' and together
 // they cover the data set (padded by wrapping), the order follows the epoch, every rank draws the same shuffle, and
 // the sampler visits exactly what a DataLoader sharded the same way visits.
-#include <gtest/gtest.h>
-
 #include <braid/braid.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
@@ -37,8 +36,7 @@ TEST(DistributedSampler, SharesAreDisjointAndCoverTheDataSetPaddedByWrapping) {
   for (int64_t n : {0, 1, 5, 10, 11, 17}) {
     for (int replicas : {1, 2, 3, 4}) {
       for (bool shuffle : {false, true}) {
-        SCOPED_TRACE("n=" + std::to_string(n) + " replicas=" + std::to_string(replicas) +
-                     (shuffle ? " shuffled" : ""));
+        SCOPED_TRACE("n=" + std::to_string(n) + " replicas=" + std::to_string(replicas) + (shuffle ? " shuffled" : ""));
         DistributedSampler s(n, replicas, 0, shuffle);
         EXPECT_EQ(s.size(), (n + replicas - 1) / replicas);
         auto seen = coverage(n, replicas, shuffle, false, 3);
@@ -87,8 +85,8 @@ TEST(DistributedSampler, MatchesTheDataLoaderShardedTheSameWay) {
     for (int shards : {1, 2, 3, 4}) {
       for (int shard = 0; shard < shards; ++shard) {
         for (bool shuffle : {false, true}) {
-          data::DataLoader loader(dataset, {.batch_size = 2, .shuffle = shuffle, .seed = 9, .num_shards = shards,
-                                            .shard_index = shard});
+          data::DataLoader loader(
+              dataset, {.batch_size = 2, .shuffle = shuffle, .seed = 9, .num_shards = shards, .shard_index = shard});
           DistributedSampler s(n, shards, shard, shuffle, 9);
           for (uint64_t epoch : {0, 1, 7}) {
             s.set_epoch(epoch);
