@@ -11,8 +11,9 @@ struct SimpleNN : nn::Module {
   Tensor forward(const Tensor& x) { return fc(x); }
 };
 
-int main() {
-  Device device = cuda::is_available() ? Device::cuda(0) : Device::cpu();
+int main(int argc, char** argv) {
+  dist::init(argc, argv);  // one process, or many under mpirun (each then trains its own copy)
+  Device device = cuda::is_available() ? Device::cuda(dist::local_rank() % cuda::device_count()) : Device::cpu();
   std::printf("Using device: %s\n", device.str().c_str());
   SimpleNN model;
   model.to(device);
