@@ -7,19 +7,6 @@
 
 namespace braid::dist {
 
-namespace {
-
-// The generator seed for (seed, epoch): the same function as data::DataLoader's (dataloader.cpp), so that a
-// sampler and a loader with the same seed, epoch and shard visit the same samples (a test holds them to it).
-uint64_t epoch_seed(uint64_t seed, uint64_t epoch) {
-  uint64_t z = seed * 0x9E3779B97F4A7C15ULL + epoch;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
 DistributedSampler::DistributedSampler(int64_t dataset_size, int num_replicas, int rank, bool shuffle, uint64_t seed,
                                        bool drop_last)
     : dataset_size_(dataset_size),
@@ -44,15 +31,7 @@ std::vector<int64_t> DistributedSampler::indices() const {
   const int64_t n = dataset_size_, per_rank = size();
   std::vector<int64_t> out;
   if (per_rank == 0) return out;
-  std::vector<int64_t> order(n);
-  if (shuffle_) {
-    Generator gen(epoch_seed(seed_, epoch_));
-    Tensor perm = randperm(n, &gen);
-    const int64_t* p = perm.data<int64_t>();
-    order.assign(p, p + n);
-  } else {
-    std::iota(order.begin(), order.end(), int64_t(0));
-  }
+  std::vector<int64_t> order = data::epoch_order(n, shuffle_, seed_, epoch_);
   // Rank r takes positions r, r + R, ... of the order, wrapped round (position p is order[p % n]).
   out.reserve(per_rank);
   for (int64_t j = 0; j < per_rank; ++j) out.push_back(order[(rank_ + j * num_replicas_) % n]);

@@ -32,6 +32,19 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_t epoch) {
+  std::vector<int64_t> order(size_t(std::max<int64_t>(n, 0)));
+  if (shuffle) {
+    Generator gen(epoch_seed(seed, epoch));
+    Tensor perm = randperm(int64_t(order.size()), &gen);
+    const int64_t* p = perm.data<int64_t>();
+    order.assign(p, p + order.size());
+  } else {
+    std::iota(order.begin(), order.end(), int64_t(0));
+  }
+  return order;
+}
+
 // One pass over the data. The consumer owns `current` and `delivered`; with workers, the map of built batches
 // and the build counter are shared under `mutex`. Workers may run at most `capacity` batches ahead of the
 // consumer, which bounds memory however slow the training loop is.
@@ -190,15 +203,7 @@ DataLoader::~DataLoader() {
 std::vector<int64_t> DataLoader::indices(uint64_t epoch) const {
   int64_t n = dataset_->size();
   BRAID_CHECK(n >= 0, "DataLoader: the dataset reports a negative size ", n);
-  std::vector<int64_t> order(n);
-  if (options_.shuffle) {
-    Generator gen(epoch_seed(options_.seed, epoch));
-    Tensor perm = randperm(n, &gen);
-    const int64_t* p = perm.data<int64_t>();
-    order.assign(p, p + n);
-  } else {
-    std::iota(order.begin(), order.end(), int64_t(0));
-  }
+  std::vector<int64_t> order = epoch_order(n, options_.shuffle, options_.seed, epoch);
   int64_t shards = options_.num_shards;
   int64_t per_shard = ceil_div(n, shards);
   std::vector<int64_t> shard;

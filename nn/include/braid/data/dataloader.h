@@ -29,6 +29,10 @@ struct DataLoaderOptions {
   int64_t shard_index = 0;
 };
 
+// The order of 0..n-1 for an epoch: a permutation drawn from a generator seeded from (seed, epoch) alone, or the
+// identity without shuffle. DataLoader and dist::DistributedSampler both shard this order.
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_t epoch);
+
 class DataLoader {
   struct Pass;
 
