@@ -40,6 +40,8 @@ const char* op_name(OpKind op) {
   return "unknown operation";
 }
 
+}  // namespace detail
+
 const char* reduce_op_name(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum:
@@ -53,6 +55,8 @@ const char* reduce_op_name(ReduceOp op) {
   }
   return "unknown";
 }
+
+namespace detail {
 
 TensorSignature tensor_signature(const Tensor& t) {
   TensorSignature s;

@@ -61,7 +61,6 @@ const Runtime& require_running(const char* what);
 enum class OpKind : int32_t { AllReduce, Broadcast, AllGather, ReduceScatter, Send, Recv, Barrier };
 
 const char* op_name(OpKind op);
-const char* reduce_op_name(ReduceOp op);
 
 // A fixed-size, padding-free record of one call, compared across ranks in debug mode (MPI_Allgather as bytes).
 struct TensorSignature {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../test_util.h"
+#include "cuda_test_util.h"
 #include "braid/core/core.h"
 #include "braid/nn/functional.h"
 
@@ -25,19 +26,9 @@ using ops::UnaryOp;
 
 namespace {
 
-const Device kGpu = Device::cuda(0);
+using braid::test::kGpu;
 
-class CudaOps : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-    cuda::set_poison_allocations(true);
-  }
-  // A kernel fault is reported asynchronously: synchronizing here pins it on the test that caused it.
-  void TearDown() override {
-    if (cuda::is_available()) cuda::synchronize();
-  }
-};
+class CudaOps : public braid::test::CudaTest {};
 
 // The sizes every element-wise op is tried on: one element, a partial warp, not a multiple of any block size,
 // one past a power of two, and 2-D / 3-D shapes whose rows are not multiples of 32.

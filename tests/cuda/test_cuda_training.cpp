@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../test_util.h"
+#include "cuda_test_util.h"
 #include "braid/core/core.h"
 #include "braid/nn/functional.h"
 #include "braid/nn/layers.h"
@@ -25,18 +26,9 @@ using braid::test::expect_error;
 
 namespace {
 
-const Device kGpu = Device::cuda(0);
+using braid::test::kGpu;
 
-class CudaTraining : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-    cuda::set_poison_allocations(true);
-  }
-  void TearDown() override {
-    if (cuda::is_available()) cuda::synchronize();
-  }
-};
+class CudaTraining : public braid::test::CudaTest {};
 
 Tensor to_gpu(const Tensor& t) { return ops::to_device(t, kGpu); }
 

@@ -56,19 +56,6 @@ std::vector<int> all_ranks(int n) {
   return r;
 }
 
-const char* name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum:
-      return "sum";
-    case ReduceOp::Avg:
-      return "avg";
-    case ReduceOp::Max:
-      return "max";
-    default:
-      return "min";
-  }
-}
-
 #define REQUIRE_RANKS(n)                                                              \
   do {                                                                                \
     if (braid::dist::world_size() < (n)) GTEST_SKIP() << "needs " << (n) << " ranks"; \
@@ -108,7 +95,7 @@ TYPED_TEST(ProcessGroupTyped, AllReduceEveryOp) {
       EXPECT_TRUE(work->is_completed());
       auto got = t.to_vector<T>();
       for (int64_t i = 0; i < t.numel(); ++i)
-        ASSERT_EQ(got[size_t(i)], expected<T>(op, all_ranks(n), i)) << name(op) << " element " << i;
+        ASSERT_EQ(got[size_t(i)], expected<T>(op, all_ranks(n), i)) << reduce_op_name(op) << " element " << i;
     }
   }
 }
@@ -154,7 +141,7 @@ TYPED_TEST(ProcessGroupTyped, ReduceScatterChunks) {
     world->reduce_scatter(output, input, op)->wait();
     auto got = output.to_vector<T>();
     for (int64_t i = 0; i < chunk; ++i)
-      ASSERT_EQ(got[size_t(i)], expected<T>(op, all_ranks(n), r * chunk + i)) << name(op) << " element " << i;
+      ASSERT_EQ(got[size_t(i)], expected<T>(op, all_ranks(n), r * chunk + i)) << reduce_op_name(op) << " element " << i;
   }
 }
 
@@ -458,7 +445,7 @@ TEST(ProcessGroupNccl, CollectivesOnCudaTensors) {
     world->all_reduce(t, op)->wait();
     auto got = braid::ops::to_device(t, braid::Device::cpu()).to_vector<float>();
     for (int64_t i = 0; i < 1000; ++i)
-      ASSERT_NEAR(got[size_t(i)], expected<float>(op, all_ranks(n), i), 1e-5) << name(op) << " " << i;
+      ASSERT_NEAR(got[size_t(i)], expected<float>(op, all_ranks(n), i), 1e-5) << reduce_op_name(op) << " " << i;
   }
   Tensor b = braid::ops::to_device(rank_tensor<double>(r, {7}), device);
   world->broadcast(b, n - 1)->wait();

@@ -20,6 +20,8 @@
 namespace braid::dist {
 
 enum class ReduceOp { Sum, Avg, Max, Min };
+// "sum", "avg", "max" or "min".
+const char* reduce_op_name(ReduceOp op);
 
 class Work {
  public:
