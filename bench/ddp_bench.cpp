@@ -1,7 +1,8 @@
 // DDP training throughput of an MLP on CPU: one process (world size 1) or N ranks under mpiexec, each rank
 // running its own per-rank batch (PyTorch convention: the global batch is ranks x --local-batch).
 //
-//   mpiexec -n 2 ... braid_ddp_bench --hidden 256,128 --local-batch 128 --steps 100 --warmup 10 [--no-overlap]
+//   mpiexec -n 2 ... braid_ddp_bench --hidden 256,128 --local-batch 128 --steps 100 --warmup 10
+//                                    [--no-overlap] [--bucket-mb 25] [--random]
 //
 // Data: Fashion-MNIST training images (braid::data::load_fashion_mnist), shuffled once with a permutation shared
 // by all ranks (same seed); rank r owns the contiguous shard [r*N/W, (r+1)*N/W) of the shuffled set and step s
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     const int warmup = std::stoi(flag(argc, argv, "--warmup", "10"));
     const int threads = std::stoi(flag(argc, argv, "--threads", "1"));
     const bool overlap = !has(argc, argv, "--no-overlap");
+    const double bucket_mb = std::stod(flag(argc, argv, "--bucket-mb", "25"));
     const bool random_data = has(argc, argv, "--random");
     std::vector<int64_t> hidden;
     {
@@ -81,7 +83,8 @@ int main(int argc, char** argv) {
                          nn::Linear(hidden[1], 10));
     std::unique_ptr<dist::DistributedDataParallel> ddp;
     if (ranks > 1)
-      ddp = std::make_unique<dist::DistributedDataParallel>(*model, world, dist::DDPOptions{.overlap = overlap});
+      ddp = std::make_unique<dist::DistributedDataParallel>(
+          *model, world, dist::DDPOptions{.bucket_cap_bytes = size_t(bucket_mb * double(1 << 20)), .overlap = overlap});
     optim::SGD optimizer(model->parameters(), {.lr = 0.1, .momentum = 0.9});
 
     int64_t cursor = 0;
@@ -106,11 +109,12 @@ int main(int argc, char** argv) {
     secs = t.item<double>();
     if (rank == 0) {
       std::printf(
-          "{\"impl\": \"braid\", \"model\": \"784-%lld-%lld-10\", \"ranks\": %d, \"threads\": %d, \"local_batch\": %lld, "
-          "\"overlap\": %s, \"data\": \"%s\", \"steps\": %d, \"secs\": %.4f, \"step_ms\": %.3f, "
-          "\"samples_per_s\": %.1f, \"last_loss\": %.4f}\n",
+          "{\"impl\": \"braid\", \"model\": \"784-%lld-%lld-10\", \"ranks\": %d, \"threads\": %d, "
+          "\"local_batch\": %lld, \"overlap\": %s, \"bucket_mb\": %g, \"buckets\": %zu, \"data\": \"%s\", "
+          "\"steps\": %d, \"secs\": %.4f, \"step_ms\": %.3f, \"samples_per_s\": %.1f, \"last_loss\": %.4f}\n",
           (long long)hidden[0], (long long)hidden[1], ranks, threads, (long long)B,
-          ranks > 1 ? (overlap ? "true" : "false") : "null", random_data ? "random" : "fashion-mnist", steps, secs,
+          ranks > 1 ? (overlap ? "true" : "false") : "null", bucket_mb,
+          ddp ? ddp->bucket_assignment().size() : size_t(0), random_data ? "random" : "fashion-mnist", steps, secs,
           1e3 * secs / steps, double(steps) * double(B) * ranks / secs, last.item<double>());
       std::fflush(stdout);
     }

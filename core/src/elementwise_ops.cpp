@@ -203,6 +203,16 @@ void mul_(const Tensor& dst, double value) {
   launch_unary(UnaryOp::Affine, {value, 0}, make_loop<2>(dst.shape(), {&dst, &dst}), dst, dst);
 }
 
+void affine_(const Tensor& dst, const Tensor& src, double scale, double shift) {
+  check_device("affine_", dst);
+  check_device("affine_", src);
+  check_same_device("affine_", dst, src);
+  check_same_dtype("affine_", dst, src);
+  BRAID_CHECK(dst.shape() == src.shape(), "affine_: source ", shape_str(src.shape()), " and destination ",
+              shape_str(dst.shape()), " differ");
+  launch_unary(UnaryOp::Affine, {scale, shift}, make_loop<2>(dst.shape(), {&dst, &src}), dst, src);
+}
+
 // ---- conversion ----
 
 Tensor contiguous(const Tensor& t) {

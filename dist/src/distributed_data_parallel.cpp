@@ -52,6 +52,7 @@ struct DistributedDataParallel::State {
   std::vector<char> used;          // ... or in a no_sync pass since the last synchronised one
   bool sync = true;                // false under no_sync()
   bool pass_active = false;
+  double inv_world = 1;  // 1 / group size
   size_t next_launch = 0;  // buckets start in index order on every rank, whatever order they fill in
 
   // Runs the end of a synchronised pass from the autograd callback. If the pass dies first (an exception in
@@ -117,7 +118,14 @@ struct DistributedDataParallel::State {
     NoGradGuard no_grad;
     if (grad.defined()) {
       check_unchanged(i, grad);
-      ops::copy_(slot, grad);
+      // Each rank puts in its gradient divided by the group size and the buckets are summed: the average, with
+      // the division riding on the copy instead of a pass of its own. With gradient_as_bucket_view, a .grad kept
+      // since the last pass (zero_grad(false), or accumulation) is this very slot: backward already accumulated
+      // into the bucket, which is scaled where it is.
+      if (grad.raw_data() == slot.raw_data() && grad.is_contiguous())
+        ops::mul_(slot, inv_world);
+      else
+        ops::affine_(slot, grad, inv_world);
     } else {
       ops::fill_(slot, 0);
     }
@@ -126,10 +134,10 @@ struct DistributedDataParallel::State {
   void launch(Bucket& b) {
     NoGradGuard no_grad;
     std::vector<double> flags(b.params.size());
-    for (size_t k = 0; k < b.params.size(); ++k) flags[k] = used[b.params[k]] ? 1.0 : 0.0;
+    for (size_t k = 0; k < b.params.size(); ++k) flags[k] = used[b.params[k]] ? 1.0 : 0.0;  // sum: ranks using it
     // One copy for all flags (one transfer rather than a kernel per parameter when the bucket is on a GPU).
     ops::copy_(ops::narrow(b.buffer, 0, b.flags_offset, int64_t(flags.size())), from_vector(flags));
-    b.work = group->all_reduce(b.buffer, ReduceOp::Avg);
+    b.work = group->all_reduce(b.buffer, ReduceOp::Sum);
   }
 
   // Starts, in order, every bucket whose gradients are all in.
@@ -176,7 +184,7 @@ struct DistributedDataParallel::State {
       const double* f = flags.data<double>();
       for (size_t k = 0; k < b.params.size(); ++k) {
         size_t i = b.params[k];
-        users[i] = std::llround(f[k] * world);
+        users[i] = std::llround(f[k]);
         if (users[i] < world) missing.emplace_back(i, users[i]);
       }
     }
@@ -201,10 +209,13 @@ struct DistributedDataParallel::State {
         if (users[i] == 0) continue;  // no rank used it: .grad stays as it was, as without DDP
         Tensor avg = slot_view(b.buffer, b.offsets[k], params[i].shape());
         Tensor g = params[i].grad();
-        if (g.defined() && g.shape() == avg.shape() && g.dtype() == avg.dtype() && g.device() == avg.device())
+        if (options.gradient_as_bucket_view) {
+          if (!(g.defined() && g.raw_data() == avg.raw_data())) params[i].set_grad(avg);
+        } else if (g.defined() && g.shape() == avg.shape() && g.dtype() == avg.dtype() && g.device() == avg.device()) {
           ops::copy_(g, avg);
-        else
+        } else {
           params[i].set_grad(ops::clone(avg));
+        }
       }
     }
     std::fill(used.begin(), used.end(), 0);
@@ -234,6 +245,7 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared
   State& s = *state_;
   s.group = group_;
   s.options = options_;
+  s.inv_world = 1.0 / double(s.group->size());
   for (auto& [name, p] : module_.named_parameters()) {
     BRAID_CHECK(p.defined(), "DistributedDataParallel: parameter '", name, "' is undefined");
     s.names.push_back(name);

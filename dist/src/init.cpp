@@ -61,9 +61,10 @@ double read_timeout() {
   return v;
 }
 
-bool read_debug() {
-  const char* text = std::getenv("BRAID_DIST_DEBUG");
-  if (!text) return false;
+// An on/off environment variable: unset gives `fallback`; empty, 0, false, off mean off; anything else on.
+bool read_flag(const char* name, bool fallback) {
+  const char* text = std::getenv(name);
+  if (!text) return fallback;
   std::string v(text);
   return !(v.empty() || v == "0" || v == "false" || v == "off" || v == "OFF");
 }
@@ -128,7 +129,7 @@ void init(int argc, char** argv) {
     return;
   }
   rt.timeout_s = detail::read_timeout();
-  rt.debug = detail::read_debug();
+  rt.debug = detail::read_flag("BRAID_DIST_DEBUG", false);
 
   int already = 0;
   BRAID_MPI_CHECK(MPI_Initialized(&already));
@@ -167,7 +168,7 @@ void init(int argc, char** argv) {
   // Short busy-waits (yielding) instead of sleeping at once save two wake-ups per operation, about 5% of a 1 MiB
   // all-reduce; not when the ranks of this host outnumber its cores (Open MPI itself yields then) or a rank has a
   // single core, where they would take time from the threads doing the work.
-  rt.spin = cores > 1 && rt.local_size <= cores;
+  rt.spin = detail::read_flag("BRAID_DIST_SPIN", cores > 1 && rt.local_size <= cores);
 
   detail::world_slot() = detail::make_world_group();
   detail::g_previous_terminate = std::set_terminate(detail::on_terminate);

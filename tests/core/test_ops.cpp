@@ -277,6 +277,11 @@ TEST(Elementwise, InPlaceOps) {
   EXPECT_EQ(d.to_vector<double>(), (std::vector<double>{-6, -11, -15, -6, -11, -15}));
   EXPECT_THROW(ops::add_(col, ones({3}, DType::Float64)), Error);
   EXPECT_THROW(ops::add_(col, ones({2}, DType::Float32)), Error);
+  Tensor out = zeros({2, 2}, DType::Float64);  // affine_: out = src * scale + shift, also from a strided source
+  ops::affine_(out, ops::transpose(from_vector(std::vector<double>{1, 2, 3, 4}, {2, 2}), 0, 1), 0.5, 1);
+  EXPECT_EQ(out.to_vector<double>(), (std::vector<double>{1.5, 2.5, 2, 3}));
+  EXPECT_THROW(ops::affine_(out, ones({4}, DType::Float64), 2), Error);
+  EXPECT_THROW(ops::affine_(out, ones({2, 2}, DType::Float32), 2), Error);
 }
 
 // ---- the multi-threaded path ----

@@ -304,6 +304,10 @@ TEST_F(CudaOps, StridedInputs) {
     ops::add_(nar(n), tr(base));
     EXPECT_TRUE(matches(gbase, base, tol));
     EXPECT_TRUE(matches(gn, n, tol));
+    Tensor scaled = randn_cpu({33, 65}, dt, ++seed), gscaled = to_gpu(scaled);  // affine_ from a strided source
+    ops::affine_(gscaled, tr(gbase), -0.25, 2);
+    ops::affine_(scaled, tr(base), -0.25, 2);
+    EXPECT_TRUE(matches(gscaled, scaled, tol));
   }
 }
 

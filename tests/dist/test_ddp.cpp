@@ -111,13 +111,16 @@ void expect_params_close(const nn::Module& got, const nn::Module& want, const st
 optim::SGDOptions sgd_options() { return {.lr = 0.1, .momentum = 0.9}; }
 
 std::string describe(const DDPOptions& o) {
-  return "bucket_cap_bytes=" + std::to_string(o.bucket_cap_bytes) + " overlap=" + (o.overlap ? "on" : "off");
+  return "bucket_cap_bytes=" + std::to_string(o.bucket_cap_bytes) + " overlap=" + (o.overlap ? "on" : "off") +
+         " gradient_as_bucket_view=" + (o.gradient_as_bucket_view ? "on" : "off");
 }
 
 std::vector<DDPOptions> bucket_variants() {
   std::vector<DDPOptions> out;
   for (size_t cap : {size_t(1), DDPOptions{}.bucket_cap_bytes, size_t(1) << 40})
-    for (bool overlap : {true, false}) out.push_back(DDPOptions{.bucket_cap_bytes = cap, .overlap = overlap});
+    for (bool overlap : {true, false})
+      for (bool view : {true, false})
+        out.push_back(DDPOptions{.bucket_cap_bytes = cap, .overlap = overlap, .gradient_as_bucket_view = view});
   return out;
 }
 
@@ -133,9 +136,11 @@ TEST(DistributedDataParallel, BroadcastsRankZerosParametersAtConstruction) {
 
 // Trains a DDP model on `device` (each rank its slice) and a local reference on the whole global batch on the CPU
 // for 3 SGD steps, and expects the same parameters.
+// set_to_none=false keeps each .grad from step to step: with gradient_as_bucket_view, backward then accumulates
+// straight into the bucket.
 void expect_matches_single_process(const std::shared_ptr<dist::ProcessGroup>& group, const DDPOptions& options,
-                                   Device device, double rtol, double atol) {
-  SCOPED_TRACE(describe(options));
+                                   Device device, double rtol, double atol, bool set_to_none = true) {
+  SCOPED_TRACE(describe(options) + " zero_grad(set_to_none=" + (set_to_none ? "true" : "false") + ")");
   const int world = group->size(), rank = group->rank();
   manual_seed(7 + uint64_t(rank));
   Mlp model;
@@ -149,7 +154,7 @@ void expect_matches_single_process(const std::shared_ptr<dist::ProcessGroup>& gr
     for (int step = 0; step < 3; ++step) {
       Batch global = global_batch(world * kBatchPerRank, 100 + step);
       Batch mine = slice_of(global, rank);
-      optimizer.zero_grad();
+      optimizer.zero_grad(set_to_none);
       nn::mse_loss(model.forward(ops::to_device(mine.x, device)), ops::to_device(mine.y, device)).backward();
       optimizer.step();
       ref_optimizer.zero_grad();
@@ -163,56 +168,77 @@ void expect_matches_single_process(const std::shared_ptr<dist::ProcessGroup>& gr
 
 TEST(DistributedDataParallel, MatchesSingleProcessOnTheGlobalBatch) {
   for (const DDPOptions& options : bucket_variants())
-    expect_matches_single_process(dist::world(), options, Device::cpu(), 1e-5, 1e-6);
+    for (bool set_to_none : {true, false})
+      expect_matches_single_process(dist::world(), options, Device::cpu(), 1e-5, 1e-6, set_to_none);
+}
+
+TEST(DistributedDataParallel, GradientsAreViewsOfTheBucketsOnlyWhenAsked) {
+  auto group = dist::world();
+  for (bool view : {true, false}) {
+    SCOPED_TRACE(view ? "gradient_as_bucket_view" : "copies");
+    manual_seed(5);
+    Mlp model;
+    DistributedDataParallel ddp(model, group, DDPOptions{.gradient_as_bucket_view = view});  // one bucket
+    Batch b = slice_of(global_batch(group->size() * kBatchPerRank, 9), group->rank());
+    for (int pass = 0; pass < 2; ++pass) {
+      model.zero_grad(pass == 0);  // the second pass keeps the .grad tensors of the first
+      nn::mse_loss(model.forward(b.x), b.y).backward();
+      auto params = model.parameters();
+      const void* bucket = params.front().grad().storage().ptr.get();
+      for (auto& p : params) EXPECT_EQ(p.grad().storage().ptr.get() == bucket, view || &p == &params.front());
+    }
+  }
 }
 
 TEST(DistributedDataParallel, NoSyncAccumulatesLocallyAndTheNextSyncedPassAveragesTheSum) {
   auto group = std::make_shared<RecordingGroup>(dist::world());
   const int world = group->size(), rank = group->rank();
   constexpr int kMicro = 3;  // two no_sync micro-batches, then a synchronised one
-  for (DDPOptions options : {DDPOptions{.bucket_cap_bytes = 1}, DDPOptions{}, DDPOptions{.overlap = false}}) {
-    SCOPED_TRACE(describe(options));
-    manual_seed(11);
-    Mlp model, reference;
-    manual_seed(11);
-    Mlp local;  // what one rank computes on its own micro-batches, to check that no_sync stays local
-    reference.load_state_dict(model.state_dict());
-    local.load_state_dict(model.state_dict());
-    DistributedDataParallel ddp(model, group, options);
-    optim::SGD optimizer(model.parameters(), sgd_options());
-    optim::SGD ref_optimizer(reference.parameters(), sgd_options());
-    for (int step = 0; step < 3; ++step) {
-      optimizer.zero_grad();
-      ref_optimizer.zero_grad();
-      local.zero_grad();
-      for (int m = 0; m < kMicro; ++m) {
-        Batch global = global_batch(world * kBatchPerRank, 1000 + 10 * step + m);
-        Batch mine = slice_of(global, rank);
-        // Each micro-batch's mean loss, divided by the number of micro-batches: the step sees the mean over all.
-        if (m + 1 < kMicro) {
-          auto guard = ddp.no_sync();
-          size_t before = group->all_reduce_numels.size();
-          (nn::mse_loss(model.forward(mine.x), mine.y) / double(kMicro)).backward();
-          EXPECT_EQ(group->all_reduce_numels.size(), before) << "no_sync pass communicated";
-          if (step == 0) {
-            (nn::mse_loss(local.forward(mine.x), mine.y) / double(kMicro)).backward();
-            expect_params_close(model, local, "(parameters, not yet trained)");
-            for (size_t i = 0; i < model.parameters().size(); ++i) {
-              auto g = model.parameters()[i].grad().to_vector<double>();
-              auto l = local.parameters()[i].grad().to_vector<double>();
-              for (size_t k = 0; k < g.size(); ++k) ASSERT_NEAR(g[k], l[k], 1e-6) << "no_sync gradient is not local";
+  for (DDPOptions options : {DDPOptions{.bucket_cap_bytes = 1}, DDPOptions{}, DDPOptions{.overlap = false},
+                             DDPOptions{.gradient_as_bucket_view = false}})
+    for (bool set_to_none : {true, false}) {  // false: the passes accumulate into the bucket views
+      SCOPED_TRACE(describe(options) + (set_to_none ? "" : " zero_grad(set_to_none=false)"));
+      manual_seed(11);
+      Mlp model, reference;
+      manual_seed(11);
+      Mlp local;  // what one rank computes on its own micro-batches, to check that no_sync stays local
+      reference.load_state_dict(model.state_dict());
+      local.load_state_dict(model.state_dict());
+      DistributedDataParallel ddp(model, group, options);
+      optim::SGD optimizer(model.parameters(), sgd_options());
+      optim::SGD ref_optimizer(reference.parameters(), sgd_options());
+      for (int step = 0; step < 3; ++step) {
+        optimizer.zero_grad(set_to_none);
+        ref_optimizer.zero_grad();
+        local.zero_grad();
+        for (int m = 0; m < kMicro; ++m) {
+          Batch global = global_batch(world * kBatchPerRank, 1000 + 10 * step + m);
+          Batch mine = slice_of(global, rank);
+          // Each micro-batch's mean loss, divided by the number of micro-batches: the step sees the mean over all.
+          if (m + 1 < kMicro) {
+            auto guard = ddp.no_sync();
+            size_t before = group->all_reduce_numels.size();
+            (nn::mse_loss(model.forward(mine.x), mine.y) / double(kMicro)).backward();
+            EXPECT_EQ(group->all_reduce_numels.size(), before) << "no_sync pass communicated";
+            if (step == 0) {
+              (nn::mse_loss(local.forward(mine.x), mine.y) / double(kMicro)).backward();
+              expect_params_close(model, local, "(parameters, not yet trained)");
+              for (size_t i = 0; i < model.parameters().size(); ++i) {
+                auto g = model.parameters()[i].grad().to_vector<double>();
+                auto l = local.parameters()[i].grad().to_vector<double>();
+                for (size_t k = 0; k < g.size(); ++k) ASSERT_NEAR(g[k], l[k], 1e-6) << "no_sync gradient is not local";
+              }
             }
+          } else {
+            (nn::mse_loss(model.forward(mine.x), mine.y) / double(kMicro)).backward();
           }
-        } else {
-          (nn::mse_loss(model.forward(mine.x), mine.y) / double(kMicro)).backward();
+          (nn::mse_loss(reference.forward(global.x), global.y) / double(kMicro)).backward();
         }
-        (nn::mse_loss(reference.forward(global.x), global.y) / double(kMicro)).backward();
+        optimizer.step();
+        ref_optimizer.step();
       }
-      optimizer.step();
-      ref_optimizer.step();
+      expect_params_close(model, reference, "after 3 accumulated steps");
     }
-    expect_params_close(model, reference, "after 3 accumulated steps");
-  }
 }
 
 TEST(DistributedDataParallel, BucketsFollowReverseRegistrationOrderUpToTheCap) {

@@ -31,6 +31,7 @@ void copy_(const Tensor& dst, const Tensor& src);  // broadcasts src to dst's sh
 void fill_(const Tensor& dst, double value);
 void add_(const Tensor& dst, const Tensor& src, double alpha = 1);  // dst += alpha * src
 void mul_(const Tensor& dst, double value);
+void affine_(const Tensor& dst, const Tensor& src, double scale, double shift = 0);  // dst = src * scale + shift
 
 // ---- conversion ----
 Tensor contiguous(const Tensor& t);

@@ -2,8 +2,8 @@
 // buffers from rank 0. During backward, gradients are packed into buckets (default 25 MiB, in reverse registration
 // order, so the last layers' gradients, which are ready first, fill the first bucket) and each bucket's
 // all-reduce starts from the post-accumulate-grad hook as soon as its last gradient is ready, while backward goes
-// on with the earlier layers. When backward ends, the averaged gradients are copied back into .grad, so the
-// optimizer's step() sees them. no_sync() skips the all-reduce (gradients accumulate locally).
+// on with the earlier layers. When backward ends, .grad holds the averaged gradients (a view of the bucket, or a
+// copy: DDPOptions::gradient_as_bucket_view), so the optimizer's step() sees them. no_sync() skips the all-reduce (gradients accumulate locally).
 #pragma once
 
 #include <memory>
@@ -22,6 +22,12 @@ struct DDPOptions {
   bool find_unused_parameters = false;
   // Start each bucket's all-reduce during backward (true) or all of them after it (false: for measuring overlap).
   bool overlap = true;
+  // After a synchronised backward, each parameter's .grad is a view of its slot in the bucket (as PyTorch's
+  // gradient_as_bucket_view=True) instead of a copy of it: no copy back, and one gradient-sized buffer less to
+  // pass through the caches in the optimizer's step. The .grad tensors then share storage with the bucket and are
+  // overwritten by the next synchronised backward; zero_grad(set_to_none=false) and accumulation work in place.
+  // False copies the averages into the existing .grad tensors.
+  bool gradient_as_bucket_view = true;
 };
 
 class DistributedDataParallel {
