@@ -165,10 +165,10 @@ void init(int argc, char** argv) {
     std::fprintf(stderr,
                  "braid::dist: this process is bound to a single core, so communication cannot overlap "
                  "computation; launch with `mpirun --bind-to none` (or bind each rank to several cores)\n");
-  // Short busy-waits (yielding) instead of sleeping at once save two wake-ups per operation, about 5% of a 1 MiB
-  // all-reduce; not when the ranks of this host outnumber its cores (Open MPI itself yields then) or a rank has a
-  // single core, where they would take time from the threads doing the work.
-  rt.spin = detail::read_flag("BRAID_DIST_SPIN", cores > 1 && rt.local_size <= cores);
+  // Short busy-waits (yielding) instead of sleeping at once save a wake-up per hand-off between a rank's thread and
+  // its communication thread; only when every rank of this host can have two cores for them. On fewer, the
+  // spinning thread takes time from the one doing the work. BRAID_DIST_SPIN=1/0 overrides.
+  rt.spin = detail::read_flag("BRAID_DIST_SPIN", cores >= 2 * rt.local_size);
 
   detail::world_slot() = detail::make_world_group();
   detail::g_previous_terminate = std::set_terminate(detail::on_terminate);

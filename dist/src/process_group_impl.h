@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "braid/dist/init.h"
@@ -49,10 +50,14 @@ struct Runtime {
   int local_size = 1;
   double timeout_s = 300;  // BRAID_DIST_TIMEOUT
   bool debug = false;      // BRAID_DIST_DEBUG
-  bool spin = true;        // short busy-waits before sleeping (not on oversubscribed cores)
+  bool spin = true;        // short busy-waits before sleeping (BRAID_DIST_SPIN; by default when cores are spare)
 };
 
 Runtime& runtime();
+
+// Set by the blocking free functions (dist::all_reduce, ...) around issuing: the caller waits at once, so the MPI
+// backend leaves its communication thread asleep and lets the caller run the collective.
+extern thread_local bool t_wait_follows;
 // Throws unless init() ran and finalize() did not; `what` names the caller.
 const Runtime& require_running(const char* what);
 
@@ -92,13 +97,25 @@ std::string describe(const Signature& s);
 
 // ---- Work ----
 
-// A Work completed from another thread: waits sleep on a condition variable (after a short spin), give up after
-// the timeout by aborting the job, and rethrow the operation's error.
+class ThreadWork;
+
+// Whoever queued a ThreadWork may let the thread that waits for it run it (see MpiBackend::run_inline).
+class InlineRunner {
+ public:
+  virtual ~InlineRunner() = default;
+  // Runs `work`'s operation on the calling thread and returns true, or returns false if it cannot (already
+  // started, or not next in line).
+  virtual bool run_inline(ThreadWork& work) = 0;
+};
+
+// A Work completed from another thread: wait() first offers to run the operation itself (InlineRunner), else
+// sleeps on a condition variable (after a short spin), gives up after the timeout by aborting the job, and
+// rethrows the operation's error.
 class ThreadWork : public Work {
  public:
   // The description is made from `sig` when asked for (not on every operation), unless `label` is given.
-  ThreadWork(const Signature& sig, std::string label, int global_rank)
-      : sig_(sig), label_(std::move(label)), rank_(global_rank) {}
+  ThreadWork(const Signature& sig, std::string label, int global_rank, std::weak_ptr<InlineRunner> runner = {})
+      : sig_(sig), label_(std::move(label)), rank_(global_rank), runner_(std::move(runner)) {}
   void wait() override;
   bool is_completed() override { return done_.load(std::memory_order_acquire); }
   std::string description() const override { return label_.empty() ? describe(sig_) : label_; }
@@ -108,6 +125,7 @@ class ThreadWork : public Work {
   Signature sig_;
   std::string label_;
   int rank_;
+  std::weak_ptr<InlineRunner> runner_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::atomic<bool> done_{false};
@@ -150,7 +168,9 @@ class Backend {
 // CPU tensors over MPI. Owns `comm` (freed at shutdown). One communication thread runs the operations in issue
 // order: collectives as blocking MPI calls, send/recv as MPI_Isend/MPI_Irecv that the thread then polls, so a send
 // never blocks the collectives and receives issued after it (two ranks sending to each other do not deadlock).
-class MpiBackend : public Backend {
+// A caller that waits for a collective nobody has started yet, next in line, runs it on its own thread instead
+// (run_inline); the communication thread then watches the clock for it.
+class MpiBackend : public Backend, public InlineRunner, public std::enable_shared_from_this<MpiBackend> {
  public:
   MpiBackend(MPI_Comm comm, std::vector<int> global_ranks);
   ~MpiBackend() override;
@@ -166,6 +186,7 @@ class MpiBackend : public Backend {
   WorkHandle recv(const Tensor& tensor, int src, int tag) override;
   WorkHandle barrier() override;
   void shutdown(bool at_exit) override;
+  bool run_inline(ThreadWork& work) override;
 
   // Runs fn(comm) on the communication thread, in order with the group's other operations (the NCCL backend
   // broadcasts its unique id this way).
@@ -180,7 +201,11 @@ class MpiBackend : public Backend {
  private:
   WorkHandle enqueue(std::unique_ptr<Task> task);
   void run_loop();
-  void run_collective(Task& task);
+  // Runs a collective; returns its Work and error, for the caller to complete once it has given back the turn.
+  std::pair<std::shared_ptr<ThreadWork>, std::exception_ptr> run_collective(Task& task);
+  // Takes the next queued task if no one is running one (mutex_ held); null if it may not.
+  std::unique_ptr<Task> take_next();
+  void release_turn();
   void start_p2p(std::unique_ptr<Task> task);
   bool poll_p2p();
   void check_signatures(const Signature& mine);
@@ -196,6 +221,11 @@ class MpiBackend : public Backend {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Task>> queue_;
   std::atomic<size_t> queued_{0};
+  // A thread (the communication thread or an inline waiter) is running a task taken from the queue: tasks run one
+  // at a time, in queue order, whoever runs them. Written under mutex_.
+  std::atomic<bool> busy_{false};
+  // While a waiter runs a collective inline: when it times out (steady_clock nanoseconds; 0 when none).
+  std::atomic<int64_t> inline_deadline_ns_{0};
   bool stopping_ = false;
   bool stopped_ = false;  // shutdown finished: no thread, no communicator
   std::condition_variable idle_cv_;

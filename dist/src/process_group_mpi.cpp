@@ -130,16 +130,20 @@ MpiBackend::~MpiBackend() {
 // ---- issuing (caller's thread) ----
 
 WorkHandle MpiBackend::enqueue(std::unique_ptr<Task> task) {
-  task->work = std::make_shared<ThreadWork>(task->sig, task->label, global_rank());
+  task->work = std::make_shared<ThreadWork>(task->sig, task->label, global_rank(), weak_from_this());
   WorkHandle handle = task->work;
+  bool quiet = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     BRAID_CHECK(!stopping_, task->description(),
                 ": the process group was shut down (braid::dist::finalize() was called)");
+    quiet = t_wait_follows && !task->start && queue_.empty() && !busy_;
     queue_.push_back(std::move(task));
     queued_.fetch_add(1, std::memory_order_release);
   }
-  cv_.notify_one();
+  // A blocking call's collective, first in line, runs on the caller's thread in its wait() (run_inline): waking
+  // this thread for it would only take a core from the ranks doing the work.
+  if (!quiet) cv_.notify_one();
   return handle;
 }
 
@@ -306,7 +310,7 @@ void MpiBackend::check_signatures(const Signature& mine) {
   throw MismatchError(msg);
 }
 
-void MpiBackend::run_collective(Task& task) {
+std::pair<std::shared_ptr<ThreadWork>, std::exception_ptr> MpiBackend::run_collective(Task& task) {
   std::exception_ptr error;
   try {
     if (task.check_signature) check_signatures(task.sig);
@@ -321,7 +325,52 @@ void MpiBackend::run_collective(Task& task) {
   }
   std::shared_ptr<ThreadWork> work = std::move(task.work);
   task.tensors.clear();
-  work->complete(std::move(error));  // moved: the waiter may drop the last reference
+  return {std::move(work), std::move(error)};
+}
+
+std::unique_ptr<MpiBackend::Task> MpiBackend::take_next() {
+  if (busy_.load(std::memory_order_relaxed) || queue_.empty()) return nullptr;
+  std::unique_ptr<Task> task = std::move(queue_.front());
+  queue_.pop_front();
+  queued_.fetch_sub(1, std::memory_order_relaxed);
+  busy_.store(true, std::memory_order_relaxed);
+  current_sig_ = task->sig;
+  current_label_ = task->label;
+  return task;
+}
+
+void MpiBackend::release_turn() {
+  bool waiting;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    busy_.store(false, std::memory_order_relaxed);
+    inline_deadline_ns_.store(0, std::memory_order_relaxed);
+    waiting = !queue_.empty() || stopping_;
+  }
+  if (waiting) cv_.notify_all();  // the communication thread may be waiting for its turn
+}
+
+// The caller's thread runs the collective it waits for when the communication thread has not taken it yet and
+// nothing runs before it: the common "issue, then wait at once" pattern then costs no thread hand-off (a few
+// microseconds each way, most of a small all-reduce). send/recv stay on the communication thread, which polls them.
+// The communication thread meanwhile watches the clock, so a collective that never completes still aborts the job
+// after BRAID_DIST_TIMEOUT.
+bool MpiBackend::run_inline(ThreadWork& work) {
+  std::unique_ptr<Task> task;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopped_ || queue_.empty() || queue_.front()->work.get() != &work || queue_.front()->start) return false;
+    task = take_next();
+    if (!task) return false;
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                               std::chrono::duration<double>(std::min(runtime().timeout_s, 1e9)));
+    inline_deadline_ns_.store(deadline.time_since_epoch().count(), std::memory_order_relaxed);
+  }
+  auto [done, error] = run_collective(*task);
+  release_turn();
+  done->complete(std::move(error));
+  return true;
 }
 
 void MpiBackend::start_p2p(std::unique_ptr<Task> task) {
@@ -386,24 +435,36 @@ void MpiBackend::run_loop() {
   using clock = std::chrono::steady_clock;
   const bool spin = runtime().spin;
   auto last_work = clock::now();
+  // A collective a waiter runs inline past its deadline ends the job, as a wait on this thread's work would.
+  auto watch_inline = [&] {
+    int64_t deadline = inline_deadline_ns_.load(std::memory_order_relaxed);
+    if (deadline != 0 && clock::now().time_since_epoch().count() >= deadline) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (inline_deadline_ns_.load(std::memory_order_relaxed) == deadline)
+        abort_on_timeout(current_label_.empty() ? describe(current_sig_) : current_label_, global_rank());
+    }
+  };
+  const auto watch_period = std::chrono::duration_cast<clock::duration>(
+      std::chrono::duration<double>(std::clamp(runtime().timeout_s / 20, 0.01, 1.0)));
   for (;;) {
     std::unique_ptr<Task> task;
-    if (queued_.load(std::memory_order_acquire) > 0) {
+    if (queued_.load(std::memory_order_acquire) > 0 && !busy_.load(std::memory_order_relaxed)) {
       std::lock_guard<std::mutex> lock(mutex_);
-      task = std::move(queue_.front());
-      queue_.pop_front();
-      queued_.fetch_sub(1, std::memory_order_relaxed);
-      current_sig_ = task->sig;
-      current_label_ = task->label;
+      task = take_next();
     }
     if (task) {
-      if (task->start)
+      if (task->start) {
         start_p2p(std::move(task));
-      else
-        run_collective(*task);
+        release_turn();
+      } else {
+        auto [work, error] = run_collective(*task);
+        release_turn();
+        work->complete(std::move(error));  // moved: the waiter may drop the last reference
+      }
       last_work = clock::now();
       continue;
     }
+    watch_inline();
     if (!pending_.empty()) {
       if (poll_p2p()) {
         last_work = clock::now();
@@ -414,19 +475,21 @@ void MpiBackend::run_loop() {
         std::this_thread::yield();
       } else {
         std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait_for(lock, std::chrono::microseconds(100), [&] { return !queue_.empty(); });
+        cv_.wait_for(lock, std::chrono::microseconds(100), [&] { return !queue_.empty() && !busy_; });
       }
       continue;
     }
     // Idle. Operations often come in quick succession (a training step's buckets, a benchmark loop): spin a little
-    // before sleeping, so the next one starts without a wake-up.
-    if (spin && clock::now() - last_work < std::chrono::microseconds(200)) {
+    // before sleeping, so the next one starts without a wake-up (not while a waiter runs one: it needs the core).
+    if (spin && !busy_.load(std::memory_order_relaxed) && clock::now() - last_work < std::chrono::microseconds(200)) {
       std::this_thread::yield();
       continue;
     }
     std::unique_lock<std::mutex> lock(mutex_);
-    if (stopping_ && queue_.empty()) break;
-    cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    if (stopping_ && queue_.empty() && !busy_) break;
+    // Sleep until there is something to run, waking now and then to watch a collective that a waiter runs inline
+    // (it does not wake this thread, to keep its core free).
+    cv_.wait_for(lock, watch_period, [&] { return (!queue_.empty() && !busy_) || (stopping_ && !busy_); });
     last_work = clock::now();
   }
   {

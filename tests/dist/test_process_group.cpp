@@ -1,6 +1,6 @@
 // ProcessGroup over MPI (and as a single process): every collective against values worked out by hand, each rank
 // contributing values that depend on its rank; send/recv in both directions around a ring; sub-groups; overlap of
-// an outstanding all_reduce with computation on the caller's thread; argument errors.
+// an outstanding all_reduce with computation on the caller's thread; the blocking forms; argument errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -359,6 +359,64 @@ TEST(ProcessGroup, AllReduceOverlapsTheCallersComputation) {
   auto got = t.to_vector<float>();
   EXPECT_EQ(got[0], want);
   EXPECT_EQ(got[size_t(count - 1)], want);
+}
+
+// The blocking free functions (the caller's thread runs the collective) give what the asynchronous forms give.
+TEST(ProcessGroup, BlockingFormsMatchTheHandValues) {
+  auto world = braid::dist::world();
+  int n = world->size(), r = world->rank();
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max, ReduceOp::Min}) {
+    Tensor t = rank_tensor<double>(r, {1000});
+    braid::dist::all_reduce(t, op);  // the world by default
+    auto got = t.to_vector<double>();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      ASSERT_EQ(got[size_t(i)], expected<double>(op, all_ranks(n), i)) << reduce_op_name(op) << " element " << i;
+  }
+  Tensor b = rank_tensor<int64_t>(r, {7});
+  braid::dist::broadcast(b, n - 1, world);
+  for (int64_t i = 0; i < 7; ++i) ASSERT_EQ(b.to_vector<int64_t>()[size_t(i)], int64_t(value(n - 1, i)));
+  Tensor gathered = braid::zeros({n, 3});
+  braid::dist::all_gather(gathered, rank_tensor<float>(r, {3}));
+  for (int k = 0; k < n; ++k)
+    for (int64_t i = 0; i < 3; ++i) ASSERT_EQ(gathered.to_vector<float>()[size_t(k * 3 + i)], float(value(k, i)));
+  Tensor part = braid::zeros({2});
+  braid::dist::reduce_scatter(part, rank_tensor<float>(r, {2 * n}), ReduceOp::Max, world);
+  for (int64_t i = 0; i < 2; ++i)
+    ASSERT_EQ(part.to_vector<float>()[size_t(i)], expected<float>(ReduceOp::Max, all_ranks(n), r * 2 + i));
+  braid::dist::barrier();
+}
+
+// A blocking call issued behind outstanding asynchronous ones waits its turn: everything completes, in order.
+TEST(ProcessGroup, BlockingCallAfterOutstandingOperationsRunsInOrder) {
+  auto world = braid::dist::world();
+  int n = world->size(), r = world->rank();
+  std::vector<Tensor> early;
+  std::vector<WorkHandle> works;
+  for (int k = 0; k < 8; ++k) {
+    early.push_back(braid::full({1 << 14}, double(r + k)));
+    works.push_back(world->all_reduce(early.back()));
+  }
+  Tensor last = braid::full({5}, double(r));
+  braid::dist::all_reduce(last, ReduceOp::Max);
+  EXPECT_EQ(last.to_vector<float>()[4], float(n - 1));
+  for (int k = 0; k < 8; ++k) {
+    EXPECT_TRUE(works[size_t(k)]->is_completed()) << "operation " << k << " issued earlier is still running";
+    EXPECT_EQ(early[size_t(k)].to_vector<float>()[100], float(n * k + n * (n - 1) / 2));
+  }
+}
+
+// An asynchronous operation progresses on its own: it completes while the caller never waits.
+TEST(ProcessGroup, AsynchronousOperationCompletesWithoutAWait) {
+  auto world = braid::dist::world();
+  int n = world->size();
+  Tensor t = braid::full({4096}, 1.0);
+  WorkHandle work = world->all_reduce(t);
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!work->is_completed() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(work->is_completed()) << "the all_reduce made no progress without a wait()";
+  EXPECT_EQ(t.to_vector<float>()[4095], float(n));
+  work->wait();
 }
 
 TEST(ProcessGroup, ArgumentErrorsThrowOnTheCallersThread) {

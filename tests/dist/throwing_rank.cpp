@@ -2,6 +2,8 @@
 // The faulty ones must end the whole job quickly and non-zero; rank 0 waits in an all_reduce that rank 1 never joins:
 //   throw        rank 1 throws an exception nobody catches: the terminate handler aborts the job.
 //   hang         rank 1 sleeps: rank 0's wait gives up after BRAID_DIST_TIMEOUT and aborts the job.
+//   hang_blocking  the same with the blocking dist::all_reduce, which rank 0's own thread runs inside MPI: the
+//                communication thread watches the clock for it.
 // The clean ones must exit 0:
 //   drain        operations still outstanding when finalize() is called complete first (their results checked).
 //   no_finalize  the program returns from main with an operation outstanding and without calling finalize():
@@ -50,7 +52,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   braid::Tensor t = braid::ones({4});
-  world->all_reduce(t)->wait();
+  if (mode == "hang_blocking")
+    braid::dist::all_reduce(t);
+  else
+    world->all_reduce(t)->wait();
   std::fprintf(stderr, "rank %d: the all_reduce completed, which it must not\n", rank);
   return 0;
 }
