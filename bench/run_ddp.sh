@@ -1,56 +1,64 @@
 #!/usr/bin/env bash
-# DDP training throughput on CPU: Braid (1 rank; 2 ranks with overlap; 2 ranks without) vs the PyTorch DDP gloo
-# peer (/work/shared/peers/torch_ddp.py, 1 and 2 ranks), one thread per rank, runs interleaved, REPS repetitions,
-# medians. Prints a Markdown table of global samples/s and scaling efficiency = sps(N) / (N * sps(1)).
-#   bench/run_ddp.sh [path/to/braid_ddp_bench]      env: REPS (3), SMALL_STEPS (400), BIG_STEPS (100), WARMUP (10)
+# DDP training throughput on CPU, one thread per rank: Braid on 1 rank and on 2 ranks (default 25 MiB buckets, one
+# per model here; small buckets, 0.25 MiB for the small MLP and 1 MiB for the large, with overlap on and off) against PyTorch DDP with gloo (bench/peers/torch_ddp.py, 1 and 2 ranks),
+# for the two MLPs of bench/run_all.sh. Runs interleaved, REPS repetitions, medians. Prints a Markdown table of
+# global samples/s and scaling efficiency = sps(N ranks) / (N * sps(1 rank)) of the same implementation.
+#   bench/run_ddp.sh [path/to/braid_ddp_bench]      env: REPS (3), SMALL_STEPS (400), BIG_STEPS (60), WARMUP (10)
 set -euo pipefail
 BIN=${1:-build/bench/braid_ddp_bench}
-REPS=${REPS:-3}; SMALL_STEPS=${SMALL_STEPS:-400}; BIG_STEPS=${BIG_STEPS:-100}; WARMUP=${WARMUP:-10}
-PEER=${PEER:-/work/shared/peers/torch_ddp.py}
+REPS=${REPS:-3}; SMALL_STEPS=${SMALL_STEPS:-400}; BIG_STEPS=${BIG_STEPS:-60}; WARMUP=${WARMUP:-10}
+PEER=${PEER:-$(dirname "$0")/peers/torch_ddp.py}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 MPI=(mpiexec --allow-run-as-root --oversubscribe --bind-to none --mca pml ob1 --mca btl self,vader
      --mca mtl ^ofi --mca osc ^ucx --mca coll ^hcoll -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1)
 OUT=$(mktemp); trap 'rm -f "$OUT"' EXIT
 port=29600
+DIST=$(dirname "$BIN")/braid_core_distance  # how far apart the two vCPUs are (bimodal on these VMs)
 for rep in $(seq 1 "$REPS"); do
-  for cfg in "256,128 128 $SMALL_STEPS" "1024,1024 256 $BIG_STEPS"; do
-    set -- $cfg; H=$1; B=$2; S=$3
+  if [ -x "$DIST" ]; then "$DIST" | sed "s/^/distance /" >>"$OUT"; fi
+  for cfg in "256,128 128 $SMALL_STEPS 0.25" "1024,1024 256 $BIG_STEPS 1"; do
+    set -- $cfg; H=$1; B=$2; S=$3; SMALL_BUCKET=$4
     args=(--hidden "$H" --local-batch "$B" --steps "$S" --warmup "$WARMUP" --threads 1)
     "$BIN" "${args[@]}" | sed "s/^/braid1 /" >>"$OUT"
-    "${MPI[@]}" -n 2 "$BIN" "${args[@]}" | sed "s/^/braid2o /" >>"$OUT"
-    "${MPI[@]}" -n 2 "$BIN" "${args[@]}" --no-overlap | sed "s/^/braid2n /" >>"$OUT"
-    if [ "$H" = "256,128" ]; then  # the peer's model is fixed at 784-256-128-10
-      for w in 1 2; do
-        port=$((port + 1))
-        /usr/bin/python3 "$PEER" --world $w --threads 1 --local-batch "$B" --epochs 1 --port $port \
-          | sed "s/^/torch$w /" >>"$OUT"
-      done
-    fi
+    "${MPI[@]}" -n 2 "$BIN" "${args[@]}" | sed "s/^/braid2 /" >>"$OUT"
+    "${MPI[@]}" -n 2 "$BIN" "${args[@]}" --bucket-mb "$SMALL_BUCKET" | sed "s/^/braid2o1 /" >>"$OUT"
+    "${MPI[@]}" -n 2 "$BIN" "${args[@]}" --bucket-mb "$SMALL_BUCKET" --no-overlap | sed "s/^/braid2n1 /" >>"$OUT"
+    for w in 1 2; do
+      port=$((port + 1))
+      /usr/bin/python3 "$PEER" --world $w --threads 1 --hidden "$H" --local-batch "$B" --epochs 1 --steps "$S" \
+        --no-eval --port $port | sed "s/^/torch$w /" >>"$OUT"
+    done
   done
   echo "repetition $rep/$REPS done" >&2
 done
 python3 - "$OUT" "$REPS" <<'PY'
 import json, statistics, sys
-rows = {}
+rows, buckets, dist = {}, {}, []
 for line in open(sys.argv[1]):
     tag, _, js = line.partition(" ")
     if not js.strip().startswith("{"): continue
     r = json.loads(js)
-    model = r.get("model", "784-256-128-10")
-    rows.setdefault((tag, model), []).append(r["samples_per_s"])
+    if tag == "distance":
+        dist.append(r["round_trip_ns"]); continue
+    rows.setdefault((tag, r["model"]), []).append(r["samples_per_s"])
+    if "buckets" in r: buckets[(tag, r["model"])] = (r["bucket_mb"], r["buckets"])
 med = {k: statistics.median(v) for k, v in rows.items()}
-label = {"braid1": ("Braid", 1, "-"), "braid2o": ("Braid", 2, "on"), "braid2n": ("Braid", 2, "off"),
-         "torch1": ("PyTorch DDP (gloo)", 1, "-"), "torch2": ("PyTorch DDP (gloo)", 2, "on (PyTorch default)")}
-base = {"braid1": "braid1", "braid2o": "braid1", "braid2n": "braid1", "torch1": "torch1", "torch2": "torch1"}
-print(f"{sys.argv[2]} repetitions, medians; 1 thread per rank; global samples/s\n")
-print("| model (per-rank batch) | impl | ranks | overlap | samples/s (median) | runs | scaling efficiency |")
-print("|---|---|---|---|---:|---|---:|")
+label = {"braid1": ("Braid", 1, "-", "-"), "braid2": ("Braid", 2, "", "on"),
+         "braid2o1": ("Braid", 2, "", "on"), "braid2n1": ("Braid", 2, "", "off"),
+         "torch1": ("PyTorch DDP (gloo)", 1, "-", "-"), "torch2": ("PyTorch DDP (gloo)", 2, "25 MiB", "on")}
+base = {t: ("torch1" if t.startswith("torch") else "braid1") for t in label}
+print(f"{sys.argv[2]} repetitions, medians; 1 thread per rank; global samples/s")
+if dist: print("vCPU 0-1 cache-line round trip before each repetition (ns): " + ", ".join(f"{d:.0f}" for d in dist))
+print()
+print("| model (per-rank batch) | impl | ranks | bucket cap (buckets) | overlap | samples/s (median) | runs | scaling efficiency |")
+print("|---|---|---|---|---|---:|---|---:|")
 for model, b in (("784-256-128-10", 128), ("784-1024-1024-10", 256)):
-    for tag in ("braid1", "braid2o", "braid2n", "torch1", "torch2"):
+    for tag in label:
         if (tag, model) not in med: continue
-        impl, n, ov = label[tag]
+        impl, n, cap, ov = label[tag]
+        if (tag, model) in buckets and n > 1: cap = "%g MiB (%d)" % buckets[(tag, model)]
         s = med[(tag, model)]; s1 = med.get((base[tag], model))
         eff = f"{s / (n * s1):.2f}" if s1 else "n/a"
         runs = ", ".join(f"{x:.0f}" for x in rows[(tag, model)])
-        print(f"| {model} ({b}) | {impl} | {n} | {ov} | {s:.0f} | {runs} | {eff} |")
+        print(f"| {model} ({b}) | {impl} | {n} | {cap} | {ov} | {s:.0f} | {runs} | {eff} |")
 PY

@@ -9,6 +9,7 @@
 #include "braid/core/creation.h"
 #include "braid/core/ops.h"
 #include "braid/nn/autograd.h"
+#include "process_group_impl.h"
 
 namespace braid::dist {
 
@@ -137,7 +138,17 @@ struct DistributedDataParallel::State {
     for (size_t k = 0; k < b.params.size(); ++k) flags[k] = used[b.params[k]] ? 1.0 : 0.0;  // sum: ranks using it
     // One copy for all flags (one transfer rather than a kernel per parameter when the bucket is on a GPU).
     ops::copy_(ops::narrow(b.buffer, 0, b.flags_offset, int64_t(flags.size())), from_vector(flags));
-    b.work = group->all_reduce(b.buffer, ReduceOp::Sum);
+    // The last bucket fills when backward is all but over and finalize() waits for it next: issued with that hint,
+    // the waiting thread runs it instead of waking the communication thread for it (MPI backend).
+    const bool last = &b == &buckets.back();
+    detail::t_wait_follows = last;
+    try {
+      b.work = group->all_reduce(b.buffer, ReduceOp::Sum);
+    } catch (...) {
+      detail::t_wait_follows = false;
+      throw;
+    }
+    detail::t_wait_follows = false;
   }
 
   // Starts, in order, every bucket whose gradients are all in.
