@@ -53,7 +53,7 @@ struct DistributedDataParallel::State {
   std::vector<char> used;          // ... or in a no_sync pass since the last synchronised one
   bool sync = true;                // false under no_sync()
   bool pass_active = false;
-  double inv_world = 1;  // 1 / group size
+  double inv_world = 1;    // 1 / group size
   size_t next_launch = 0;  // buckets start in index order on every rank, whatever order they fill in
 
   // Runs the end of a synchronised pass from the autograd callback. If the pass dies first (an exception in

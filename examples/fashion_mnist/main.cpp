@@ -21,7 +21,7 @@ namespace {
 
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::cpu();
-  if (name == "cuda") return Device::cuda(0);
+  if (name == "cuda") return cuda::is_available() ? dist::local_device() : Device::cuda(0);
   if (name.rfind("cuda:", 0) == 0) return Device::cuda(std::stoi(name.substr(5)));
   BRAID_FAIL("--device: expected cpu, cuda or cuda:N, got '", name, "'");
 }
@@ -110,10 +110,8 @@ int main(int argc, char** argv) {
                   (long long)test->size(), get_num_threads(),
                   ddp_on ? (" per rank, " + std::to_string(ranks) + " ranks (DistributedDataParallel)").c_str() : "");
 
-    Device device = args.count("device")
-                        ? parse_device(args["device"].as<std::string>())
-                        : (cuda::is_available() ? Device::cuda(ddp_on ? dist::local_rank() % cuda::device_count() : 0)
-                                                : Device::cpu());
+    // "cuda" (and the default when a GPU is visible) is this rank's GPU: local rank modulo the devices.
+    Device device = args.count("device") ? parse_device(args["device"].as<std::string>()) : dist::local_device();
     BRAID_CHECK(device.is_cpu() || device.index < cuda::device_count(), "--device: ", device, " is not available (",
                 cuda::device_count(), " CUDA devices visible)");
     nn::Sequential model(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));

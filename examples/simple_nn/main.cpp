@@ -12,8 +12,8 @@ struct SimpleNN : nn::Module {
 };
 
 int main(int argc, char** argv) {
-  dist::init(argc, argv);  // one process, or many under mpirun (each then trains its own copy)
-  Device device = cuda::is_available() ? Device::cuda(dist::local_rank() % cuda::device_count()) : Device::cpu();
+  dist::init(argc, argv);                // one process, or many under mpirun (each then trains its own copy)
+  Device device = dist::local_device();  // this rank's GPU when there is one, else the CPU
   std::printf("Using device: %s\n", device.str().c_str());
   SimpleNN model;
   model.to(device);

@@ -81,6 +81,12 @@ TEST(ProcessGroup, WorldMatchesInit) {
   EXPECT_EQ(braid::dist::local_world_size(), braid::dist::world_size());
   EXPECT_EQ(braid::dist::local_rank(), braid::dist::rank());
   EXPECT_EQ(braid::dist::world(), world);  // one world group
+  // One GPU per rank of the host when there are GPUs, else the CPU.
+  braid::Device device = braid::dist::local_device();
+  if (braid::cuda::is_available())
+    EXPECT_EQ(device, braid::Device::cuda(braid::dist::local_rank() % braid::cuda::device_count()));
+  else
+    EXPECT_EQ(device, braid::Device::cpu());
 }
 
 TYPED_TEST(ProcessGroupTyped, AllReduceEveryOp) {

@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "braid/core/device.h"
+
 namespace braid::dist {
 
 void init(int argc = 0, char** argv = nullptr);
@@ -15,6 +17,9 @@ int rank();
 int world_size();
 int local_rank();
 int local_world_size();
+// The device this rank should compute on: CUDA device local_rank() % device_count() when a GPU is visible (one GPU
+// per rank of a host, as NCCL wants), else the CPU. Works before init() too (as rank 0 of 1).
+Device local_device();
 // Ends MPI (waits for outstanding communication first); safe to call twice.
 void finalize();
 // Ends the whole job, every rank, with `code` after printing `message` to stderr (MPI_Abort under mpirun).
