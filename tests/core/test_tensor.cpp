@@ -79,6 +79,15 @@ TEST(TensorCreation, ZerosOnesFull) {
   EXPECT_THROW(zeros({2, -1}), Error);
 }
 
+TEST(TensorCreation, CpuStorageAlignment) {
+  auto address = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()); };
+  for (int64_t n : {1, 3, 1000}) EXPECT_EQ(address(zeros({n})) % 64, 0u) << n;
+  // From 2 MiB up: 2 MiB-aligned (transparent huge pages), and still zero-filled by zeros().
+  Tensor big = zeros({(int64_t(2) << 20) / 4 + 5});
+  EXPECT_EQ(address(big) % (size_t(2) << 20), 0u);
+  EXPECT_EQ(big.to_vector<float>().back(), 0.0f);
+}
+
 TEST(TensorCreation, LikeFactoriesKeepShapeAndDtype) {
   Tensor a = full({2, 5}, 3, DType::Float64);
   Tensor z = zeros_like(a), o = ones_like(a), e = empty_like(a);
