@@ -86,6 +86,12 @@ TEST(TensorCreation, CpuStorageAlignment) {
   Tensor big = zeros({(int64_t(2) << 20) / 4 + 5});
   EXPECT_EQ(address(big) % (size_t(2) << 20), 0u);
   EXPECT_EQ(big.to_vector<float>().back(), 0.0f);
+  // Asked for: huge pages whatever the size.
+  Tensor small = zeros_on_huge_pages({3, 5}, DType::Float64);
+  EXPECT_EQ(address(small) % (size_t(2) << 20), 0u);
+  EXPECT_EQ(small.shape(), (Shape{3, 5}));
+  EXPECT_EQ(small.dtype(), DType::Float64);
+  EXPECT_EQ(small.to_vector<double>(), std::vector<double>(15, 0.0));
 }
 
 TEST(TensorCreation, LikeFactoriesKeepShapeAndDtype) {

@@ -28,7 +28,9 @@ struct Storage {
   size_t nbytes = 0;
   Device device;
 
-  static Storage allocate(size_t nbytes, Device device);
+  // huge_pages: on the CPU, 2 MiB-aligned and backed by transparent huge pages whatever the size (rounded up to
+  // 2 MiB); CPU storage from 2 MiB up always is. Ignored on CUDA.
+  static Storage allocate(size_t nbytes, Device device, bool huge_pages = false);
 };
 
 namespace autograd {
