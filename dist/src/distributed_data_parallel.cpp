@@ -140,15 +140,8 @@ struct DistributedDataParallel::State {
     ops::copy_(ops::narrow(b.buffer, 0, b.flags_offset, int64_t(flags.size())), from_vector(flags));
     // The last bucket fills when backward is all but over and finalize() waits for it next: issued with that hint,
     // the waiting thread runs it instead of waking the communication thread for it (MPI backend).
-    const bool last = &b == &buckets.back();
-    detail::t_wait_follows = last;
-    try {
-      b.work = group->all_reduce(b.buffer, ReduceOp::Sum);
-    } catch (...) {
-      detail::t_wait_follows = false;
-      throw;
-    }
-    detail::t_wait_follows = false;
+    detail::WaitFollowsHint hint(&b == &buckets.back());
+    b.work = group->all_reduce(b.buffer, ReduceOp::Sum);
   }
 
   // Starts, in order, every bucket whose gradients are all in.

@@ -432,13 +432,9 @@ void issue_and_wait(const std::shared_ptr<ProcessGroup>& group, const char* op, 
     detail::require_running(op);
     g = detail::world_slot();
   }
-  struct Hint {
-    Hint() { detail::t_wait_follows = true; }
-    ~Hint() { detail::t_wait_follows = false; }
-  };
   WorkHandle work;
   {
-    Hint hint;
+    detail::WaitFollowsHint hint;
     work = fn(*g);
   }
   work->wait();

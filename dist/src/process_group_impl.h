@@ -58,6 +58,14 @@ Runtime& runtime();
 // Set by the blocking free functions (dist::all_reduce, ...) around issuing: the caller waits at once, so the MPI
 // backend leaves its communication thread asleep and lets the caller run the collective.
 extern thread_local bool t_wait_follows;
+// Sets t_wait_follows for the operations issued while it lives.
+class WaitFollowsHint {
+ public:
+  explicit WaitFollowsHint(bool on = true) { t_wait_follows = on; }
+  ~WaitFollowsHint() { t_wait_follows = false; }
+  WaitFollowsHint(const WaitFollowsHint&) = delete;
+  WaitFollowsHint& operator=(const WaitFollowsHint&) = delete;
+};
 // Throws unless init() ran and finalize() did not; `what` names the caller.
 const Runtime& require_running(const char* what);
 
