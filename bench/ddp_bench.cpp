@@ -2,7 +2,7 @@
 // running its own per-rank batch (PyTorch convention: the global batch is ranks x --local-batch).
 //
 //   mpiexec -n 2 ... braid_ddp_bench --hidden 256,128 --local-batch 128 --steps 100 --warmup 10
-//                                    [--no-overlap] [--bucket-mb 25] [--random]
+//                                    [--no-overlap] [--bucket-mb 25] [--lockstep-only] [--random]
 //
 // Data: Fashion-MNIST training images (braid::data::load_fashion_mnist), shuffled once with a permutation shared
 // by all ranks (same seed); rank r owns the contiguous shard [r*N/W, (r+1)*N/W) of the shuffled set and step s
@@ -82,7 +82,10 @@ int main(int argc, char** argv) {
     nn::Sequential model(nn::Linear(784, hidden[0]), nn::ReLU(), nn::Linear(hidden[0], hidden[1]), nn::ReLU(),
                          nn::Linear(hidden[1], 10));
     std::unique_ptr<dist::DistributedDataParallel> ddp;
-    if (ranks > 1)
+    // --lockstep-only: no DDP, a barrier after every step instead: what stepping in lockstep costs without
+    // exchanging gradients (the waiting for the slower rank), the floor under DDP's scaling.
+    const bool lockstep_only = has(argc, argv, "--lockstep-only");
+    if (ranks > 1 && !lockstep_only)
       ddp = std::make_unique<dist::DistributedDataParallel>(
           *model, world, dist::DDPOptions{.bucket_cap_bytes = size_t(bucket_mb * double(1 << 20)), .overlap = overlap});
     optim::SGD optimizer(model->parameters(), {.lr = 0.1, .momentum = 0.9});
@@ -95,6 +98,7 @@ int main(int argc, char** argv) {
       Tensor loss = nn::cross_entropy(model(x), y);
       loss.backward();
       optimizer.step();
+      if (lockstep_only) dist::barrier(world);
       return loss;
     };
     for (int i = 0; i < warmup; ++i) step();
@@ -113,7 +117,7 @@ int main(int argc, char** argv) {
           "\"local_batch\": %lld, \"overlap\": %s, \"bucket_mb\": %g, \"buckets\": %zu, \"data\": \"%s\", "
           "\"steps\": %d, \"secs\": %.4f, \"step_ms\": %.3f, \"samples_per_s\": %.1f, \"last_loss\": %.4f}\n",
           (long long)hidden[0], (long long)hidden[1], ranks, threads, (long long)B,
-          ranks > 1 ? (overlap ? "true" : "false") : "null", bucket_mb,
+          ranks > 1 && !lockstep_only ? (overlap ? "true" : "false") : "null", bucket_mb,
           ddp ? ddp->bucket_assignment().size() : size_t(0), random_data ? "random" : "fashion-mnist", steps, secs,
           1e3 * secs / steps, double(steps) * double(B) * ranks / secs, last.item<double>());
       std::fflush(stdout);
