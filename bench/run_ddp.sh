@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # DDP training throughput on CPU, one thread per rank: Braid on 1 rank and on 2 ranks (default 25 MiB buckets, one
 # per model here; small buckets, 0.25 MiB for the small MLP and 1 MiB for the large, with overlap on and off; and
-# "lockstep only", a barrier per step and no gradient exchange, the floor under DDP's scaling) against PyTorch DDP with gloo (bench/peers/torch_ddp.py, 1 and 2 ranks),
-# for the two MLPs of bench/run_all.sh. Runs interleaved, REPS repetitions, medians. Prints a Markdown table of
+# "lockstep only", a barrier per step and no gradient exchange, the floor under DDP's scaling) against PyTorch DDP
+# with gloo (bench/peers/torch_ddp.py, 1 and 2 ranks), for the two MLPs of bench/run_all.sh. Runs interleaved, REPS repetitions, medians. Prints a Markdown table of
 # global samples/s and scaling efficiency = sps(N ranks) / (N * sps(1 rank)) of the same implementation, then the
 # efficiency per repetition next to the vCPU distance measured just before it.
 #   bench/run_ddp.sh [path/to/braid_ddp_bench]      env: REPS (3), SMALL_STEPS (400), BIG_STEPS (60), WARMUP (10)
