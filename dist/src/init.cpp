@@ -185,13 +185,13 @@ bool is_initialized() {
 int rank() { return detail::require_running("rank").rank; }
 int world_size() { return detail::require_running("world_size").size; }
 int local_rank() { return detail::require_running("local_rank").local_rank; }
+int local_world_size() { return detail::require_running("local_world_size").local_size; }
 
 Device local_device() {
   if (!cuda::is_available()) return Device::cpu();
   int local = is_initialized() ? detail::runtime().local_rank : 0;
   return Device::cuda(local % cuda::device_count());
 }
-int local_world_size() { return detail::require_running("local_world_size").local_size; }
 
 void finalize() {
   std::lock_guard<std::mutex> lock(detail::g_init_mutex);

@@ -1,8 +1,8 @@
 // ProcessGroup: the one interface to communication between ranks. Every operation takes contiguous tensors
 // (float32, float64 or int64), works in place where PyTorch's does, and returns a Work handle at once: the
 // operation runs in the background (CPU tensors over MPI on the group's communication thread, CUDA tensors over
-// NCCL on the group's own stream) and wait() blocks until it is done (a collective that has not started yet runs
-// on the waiting thread: see MpiBackend). The free functions at the end are the blocking forms. Operations of one group
+// NCCL on the group's own stream) and wait() blocks until it is done (over MPI, a collective that has not started
+// yet runs on the waiting thread). The free functions at the end are the blocking forms. Operations of one group
 // run in the order they were issued, and every rank of the group must issue the same collectives in the same order.
 //
 // Safety: with BRAID_DIST_DEBUG=1 each collective first checks, across the group, that every rank called the
