@@ -68,6 +68,23 @@ TEST(SafetyDebug, ShapeMismatchThrowsOnEveryRankNamingEachRank) {
   expect_group_still_works();
 }
 
+// The blocking form runs the check on the calling thread: the same message, and the group stays in step.
+TEST(SafetyDebug, BlockingCallMismatchThrowsTheSameWay) {
+  REQUIRE_DEBUG_AND_RANKS();
+  auto world = braid::dist::world();
+  int r = world->rank();
+  Tensor t = braid::full({4 + r}, 1.0);
+  std::string msg = error_of([&] { braid::dist::all_reduce(t); });
+  expect_contains(msg, "all_reduce: ranks disagree");
+  for (int k = 0; k < world->size(); ++k)
+    expect_contains(msg,
+                    "rank " + std::to_string(k) + " passed all_reduce(sum, [" + std::to_string(4 + k) + "] float32)");
+  EXPECT_EQ(t.to_vector<float>()[0], 1.0f);
+  msg = error_of([&] { braid::dist::broadcast(t, r == 0 ? 0 : 1); });
+  expect_contains(msg, "broadcast: ranks disagree");
+  expect_group_still_works();
+}
+
 TEST(SafetyDebug, DtypeAndReduceOpMismatches) {
   REQUIRE_DEBUG_AND_RANKS();
   auto world = braid::dist::world();
