@@ -137,9 +137,8 @@ void ThreadWork::wait() {
   }
   if (!done_.load(std::memory_order_acquire)) {
     const Runtime& rt = runtime();
-    // Most waits end within tens of microseconds of being called (the operation was already under way); a short
-    // spin saves the condition variable's wake-up latency, which would otherwise cost several percent of a 1 MiB
-    // all-reduce.
+    // Most waits end within tens of microseconds of being called (the operation was already under way); where
+    // cores are spare (Runtime::spin), a short spin saves the condition variable's wake-up latency.
     if (rt.spin) {
       auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
       while (!done_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until)
