@@ -4,6 +4,7 @@
 // backward engine that Tensor::backward calls.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,11 +23,17 @@ std::string shape_str(const Shape& s);
 int64_t shape_numel(const Shape& s);
 Shape contiguous_strides(const Shape& s);
 
-// Memory of one device. `ptr` owns it (with the device's deleter) or wraps a user buffer.
+// Counts the in-place writes to one storage (PyTorch's version counter): every in-place op bumps it, and a
+// backward that saved a tensor checks that the count did not move since.
+using VersionCounter = std::atomic<uint64_t>;
+
+// Memory of one device. `ptr` owns it (with the device's deleter) or wraps a user buffer. Copies (views) share
+// the memory and its version counter; every newly made Storage starts a counter of its own.
 struct Storage {
   std::shared_ptr<void> ptr;
   size_t nbytes = 0;
   Device device;
+  std::shared_ptr<VersionCounter> version = std::make_shared<VersionCounter>(0);
 
   // huge_pages: on the CPU, 2 MiB-aligned and backed by transparent huge pages whatever the size (rounded up to
   // 2 MiB); CPU storage from 2 MiB up always is. Ignored on CUDA.
@@ -80,6 +87,10 @@ class Tensor {
   Device device() const { return checked()->storage.device; }
   const Storage& storage() const { return checked()->storage; }
   bool is_contiguous() const;
+  // The storage's version counter: how many in-place writes it has seen (shared by all views).
+  uint64_t version() const { return storage().version->load(std::memory_order_acquire); }
+  // Called by every op that writes this tensor's memory in place.
+  void bump_version() const { storage().version->fetch_add(1, std::memory_order_acq_rel); }
 
   // Pointer to the first element (storage + offset); data<T>() checks that T is the tensor's dtype.
   void* raw_data() const;
