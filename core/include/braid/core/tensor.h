@@ -43,6 +43,9 @@ struct Storage {
 namespace autograd {
 struct Node;
 }
+namespace nn {
+struct ParallelAttributes;
+}
 class Tensor;
 struct AutogradMeta;
 
@@ -53,6 +56,9 @@ struct TensorImpl {
   int64_t offset = 0;  // in elements
   DType dtype = DType::Float32;
   std::shared_ptr<AutogradMeta> autograd;  // null for tensors that never took part in autograd
+  // How this parameter is sharded across ranks (nn/parallel_attributes.h); null for a replicated one. A slot on the
+  // tensor, not on the module, because clipping and DDP receive bare tensors.
+  std::shared_ptr<const nn::ParallelAttributes> parallel;
 };
 
 struct TensorOptions {
