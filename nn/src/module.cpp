@@ -81,6 +81,49 @@ std::vector<Tensor> Module::buffers(bool recurse) const {
   return out;
 }
 
+namespace {
+using NamedModules = std::vector<std::pair<std::string, std::shared_ptr<Module>>>;
+
+// The module itself, owned when a shared_ptr holds it, else a non-owning pointer (a model on the stack).
+std::shared_ptr<Module> self_pointer(Module& m) {
+  if (auto owned = m.weak_from_this().lock()) return owned;
+  return std::shared_ptr<Module>(std::shared_ptr<Module>(), &m);
+}
+
+void collect_modules(const std::shared_ptr<Module>& m, const std::string& name, NamedModules& out,
+                     std::set<const Module*>& seen) {
+  if (!seen.insert(m.get()).second) return;
+  out.emplace_back(name, m);
+  for (const auto& [n, c] : m->named_children()) collect_modules(c, name.empty() ? n : name + "." + n, out, seen);
+}
+
+void apply_children_first(Module& m, const std::function<void(Module&)>& fn, std::set<const Module*>& seen) {
+  if (!seen.insert(&m).second) return;
+  for (const auto& [_, c] : m.named_children()) apply_children_first(*c, fn, seen);
+  fn(m);
+}
+}  // namespace
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() {
+  NamedModules out;
+  std::set<const Module*> seen;
+  collect_modules(self_pointer(*this), "", out, seen);
+  return out;
+}
+
+std::vector<std::shared_ptr<Module>> Module::modules() {
+  std::vector<std::shared_ptr<Module>> out;
+  for (auto& [_, m] : named_modules()) out.push_back(m);
+  return out;
+}
+
+Module& Module::apply(const std::function<void(Module&)>& fn) {
+  BRAID_CHECK(fn, type_name_, ".apply: the function is empty");
+  std::set<const Module*> seen;
+  apply_children_first(*this, fn, seen);
+  return *this;
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [_, c] : children_) c->train(on);
@@ -117,9 +160,13 @@ void Module::zero_grad(bool set_to_none) {
 
 StateDict Module::state_dict() const {
   StateDict d;
-  for (auto& [n, t] : named_parameters()) d[n] = t.detach();
+  auto add = [&d](const std::string& n, const Tensor& t) {
+    d[n] = t.detach();
+    copy_parallel_attributes(d[n], t);
+  };
+  for (auto& [n, t] : named_parameters()) add(n, t);
   for (auto& [n, t] : named_buffers())
-    if (t.defined()) d[n] = t.detach();
+    if (t.defined()) add(n, t);
   return d;
 }
 

@@ -1,21 +1,41 @@
 // The standard layers. Each is an Impl (a Module) and a holder of the same name without "Impl"; see module.h.
+// A layer with parameters takes an options struct naming the device and dtype they are born with
+// (nn::Linear(10, 1, {.bias = false, .device = Device::cuda(0)})); they are initialised on the CPU from the
+// generator and then moved, so a seed gives the same values on every device, and the float32 values are the
+// float64 ones rounded.
 #pragma once
 
 #include <functional>
 
+#include "braid/nn/containers.h"
 #include "braid/nn/module.h"
 
 namespace braid::nn {
 
+struct LinearOptions {
+  bool bias = true;
+  Device device = Device::cpu();
+  DType dtype = DType::Float32;
+};
+
 // y = x W^T + b, W [out, in] and b [out] initialised as PyTorch does (uniform in +-1/sqrt(in)).
 class LinearImpl : public Module {
  public:
-  LinearImpl(int64_t in_features, int64_t out_features, bool bias = true, DType dtype = DType::Float32);
+  LinearImpl(int64_t in_features, int64_t out_features, const LinearOptions& options);
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias = true, DType dtype = DType::Float32)
+      : LinearImpl(in_features, out_features, LinearOptions{.bias = bias, .dtype = dtype}) {}
   Tensor forward(const Tensor& x);
   int64_t in_features, out_features;
   Tensor weight, bias;
 };
-BRAID_MODULE(Linear);
+// Not BRAID_MODULE: braced options ({.bias = false}) cannot be deduced through the holder's forwarding
+// constructor, so this holder names the options type.
+class Linear : public ModuleHolder<LinearImpl> {
+ public:
+  using ModuleHolder<LinearImpl>::ModuleHolder;
+  Linear(int64_t in_features, int64_t out_features, const LinearOptions& options)
+      : ModuleHolder(std::make_shared<LinearImpl>(in_features, out_features, options)) {}
+};
 
 class ReLUImpl : public Module {
  public:
@@ -54,49 +74,56 @@ class DropoutImpl : public Module {
 };
 BRAID_MODULE(Dropout);
 
+struct LayerNormOptions {
+  double eps = 1e-5;
+  bool elementwise_affine = true;
+  Device device = Device::cpu();
+  DType dtype = DType::Float32;
+};
+
 class LayerNormImpl : public Module {
  public:
+  LayerNormImpl(Shape normalized_shape, const LayerNormOptions& options);
+  LayerNormImpl(int64_t features, const LayerNormOptions& options) : LayerNormImpl(Shape{features}, options) {}
   explicit LayerNormImpl(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true,
-                         DType dtype = DType::Float32);
+                         DType dtype = DType::Float32)
+      : LayerNormImpl(std::move(normalized_shape),
+                      LayerNormOptions{.eps = eps, .elementwise_affine = elementwise_affine, .dtype = dtype}) {}
   explicit LayerNormImpl(int64_t features, double eps = 1e-5) : LayerNormImpl(Shape{features}, eps) {}
   Tensor forward(const Tensor& x);
   Shape normalized_shape;
   double eps;
   Tensor weight, bias;
 };
-BRAID_MODULE(LayerNorm);
+class LayerNorm : public ModuleHolder<LayerNormImpl> {
+ public:
+  using ModuleHolder<LayerNormImpl>::ModuleHolder;
+  LayerNorm(Shape normalized_shape, const LayerNormOptions& options)
+      : ModuleHolder(std::make_shared<LayerNormImpl>(std::move(normalized_shape), options)) {}
+  LayerNorm(int64_t features, const LayerNormOptions& options)
+      : ModuleHolder(std::make_shared<LayerNormImpl>(features, options)) {}
+};
+
+struct EmbeddingOptions {
+  Device device = Device::cpu();
+  DType dtype = DType::Float32;
+};
 
 // Rows of a [num_embeddings, embedding_dim] table, initialised N(0, 1); indices are int64 of any shape.
 class EmbeddingImpl : public Module {
  public:
-  EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim, DType dtype = DType::Float32);
+  EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim, const EmbeddingOptions& options);
+  EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim, DType dtype = DType::Float32)
+      : EmbeddingImpl(num_embeddings, embedding_dim, EmbeddingOptions{.dtype = dtype}) {}
   Tensor forward(const Tensor& indices);
   Tensor weight;
 };
-BRAID_MODULE(Embedding);
-
-// Runs its modules in order; each must have Tensor forward(const Tensor&).
-class SequentialImpl : public Module {
+class Embedding : public ModuleHolder<EmbeddingImpl> {
  public:
-  SequentialImpl() : Module("Sequential") {}
-  template <class... Holders>
-    requires(sizeof...(Holders) >= 1)
-  explicit SequentialImpl(Holders&&... modules) : SequentialImpl() {
-    (push_back(std::forward<Holders>(modules)), ...);
-  }
-  template <class Holder>
-  void push_back(Holder holder) {
-    auto impl = holder.ptr();
-    register_module(std::to_string(layers_.size()), impl);
-    layers_.push_back([impl](const Tensor& x) { return impl->forward(x); });
-  }
-  Tensor forward(const Tensor& x);
-  size_t size() const { return layers_.size(); }
-
- private:
-  std::vector<std::function<Tensor(const Tensor&)>> layers_;
+  using ModuleHolder<EmbeddingImpl>::ModuleHolder;
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, const EmbeddingOptions& options)
+      : ModuleHolder(std::make_shared<EmbeddingImpl>(num_embeddings, embedding_dim, options)) {}
 };
-BRAID_MODULE(Sequential);
 
 // Losses as modules (the functions are in braid::nn::functional).
 class MSELossImpl : public Module {

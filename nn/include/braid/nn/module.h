@@ -4,6 +4,7 @@
 //   struct Net : nn::Module { nn::Linear fc = register_module("fc", nn::Linear(10, 1)); };
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "braid/nn/functional.h"
+#include "braid/nn/parallel_attributes.h"
 
 namespace braid::nn {
 
@@ -21,7 +23,9 @@ using StateDict = std::map<std::string, Tensor>;
 template <class Impl>
 class ModuleHolder;
 
-class Module {
+// Held by std::shared_ptr as a rule (ModuleHolder, register_module); named_modules() and apply() also work on a
+// module that is not (a model on the stack), handing out a non-owning pointer for it.
+class Module : public std::enable_shared_from_this<Module> {
  public:
   explicit Module(std::string type_name = "Module") : type_name_(std::move(type_name)) {}
   virtual ~Module() = default;
@@ -49,21 +53,35 @@ class Module {
   std::vector<Tensor> buffers(bool recurse = true) const;
   std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
+  // This module ("") and every submodule below it, depth first, named by dotted path ("block.fc"), each listed
+  // once even when registered under several names (as PyTorch).
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules();
+  std::vector<std::shared_ptr<Module>> modules();
+  // Calls fn on every submodule (children before their parent, each once) and last on this module, as PyTorch's
+  // Module.apply; e.g. to re-initialise every Linear.
+  Module& apply(const std::function<void(Module&)>& fn);
 
   virtual void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  // Moves (or converts) every parameter and buffer in place; handles held elsewhere see the change.
+  // Moves (or converts) every parameter and buffer in place; handles held elsewhere see the change, and so do
+  // their parallel attributes.
   void to(Device device);
   void to(DType dtype);
   void zero_grad(bool set_to_none = true);
 
+  // Detached tensors sharing the parameters' memory; each keeps its parameter's parallel attributes, so a checkpoint
+  // writer can tell shards from whole tensors.
   StateDict state_dict() const;
   // Copies values in; with strict, missing or unexpected names are errors. Shapes and dtypes must match.
   void load_state_dict(const StateDict& dict, bool strict = true);
 
   const std::string& type_name() const { return type_name_; }
+
+ protected:
+  // Sets only this module's flag (train() also sets every child's), for a container made of existing modules.
+  void set_training_flag(bool on) { training_ = on; }
 
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> m);
@@ -95,6 +113,11 @@ class ModuleHolder {
   template <class... Args>
   decltype(auto) operator()(Args&&... args) const {
     return impl_->forward(std::forward<Args>(args)...);
+  }
+  // seq[i] for containers (Sequential, ModuleList), as in PyTorch's C++ frontend.
+  template <class Index>
+  decltype(auto) operator[](Index&& index) const {
+    return (*impl_)[std::forward<Index>(index)];
   }
 
  private:
