@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -393,4 +395,281 @@ TEST(OptimizerOptions, InvalidOptionsThrow) {
   Tensor computed = p * 2.0;
   EXPECT_THROW(optim::Adam({computed}), Error);
   EXPECT_THROW(optim::SGD({Tensor()}), Error);
+}
+
+// ---- state_dict / load_state_dict ----
+
+namespace {
+
+// Two parameters of different shapes, so a state moved onto the wrong one is caught; only the first gets gradients
+// unless `both`.
+struct TwoParams {
+  Tensor a = param();
+  Tensor b = from_vector(std::vector<double>{0.25, -0.75, 1.5}).requires_grad_(true);
+  std::vector<Tensor> list() const { return {a, b}; }
+  void grads(size_t t, bool both = true) {
+    set_grad(a, kGrads[t]);
+    if (both) b.set_grad(from_vector(std::vector<double>{kGrads[t][0], kGrads[t][1], kGrads[t][2]}));
+  }
+};
+
+std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }
+
+// The optimizer's whole state as plain numbers, to show that a failed load changed nothing.
+std::map<std::string, std::vector<double>> snapshot(const optim::Optimizer& opt) {
+  std::map<std::string, std::vector<double>> out;
+  optim::OptimizerState s = opt.state_dict();
+  for (auto& [k, v] : s.param_groups.at(0).options) out["group." + k] = {v};
+  for (auto& [i, state] : s.state)
+    for (auto& [k, t] : state) out[std::to_string(i) + "." + k] = values(t);
+  return out;
+}
+
+}  // namespace
+
+TEST(OptimizerStateDict, SgdHoldsMomentumBuffersByParameterIndex) {
+  TwoParams p;
+  optim::SGD opt(p.list(), {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01});
+  EXPECT_TRUE(opt.state_dict().state.empty()) << "no state before the first step";
+  p.grads(0, /*both=*/false);
+  opt.step();
+  optim::OptimizerState s = opt.state_dict();
+  ASSERT_EQ(s.state.size(), 1u) << "parameter 1 has taken no step";
+  ASSERT_EQ(s.state.count(0), 1u);
+  ASSERT_EQ(s.state[0].size(), 1u);
+  EXPECT_TRUE(s.state[0].at("momentum_buffer").same(opt.momentum_buffer(0))) << "shared, as PyTorch's";
+  // The first buffer is the gradient plus weight decay.
+  std::vector<double> want;
+  for (size_t i = 0; i < kP0.size(); ++i) want.push_back(kGrads[0][i] + 0.01 * kP0[i]);
+  expect_near(values(s.state[0].at("momentum_buffer")), want, 1e-15, "momentum_buffer");
+  ASSERT_EQ(s.param_groups.size(), 1u);
+  EXPECT_EQ(s.param_groups[0].params, (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(s.param_groups[0].options,
+            (std::map<std::string, double>{
+                {"lr", 0.1}, {"momentum", 0.9}, {"dampening", 0.1}, {"weight_decay", 0.01}, {"nesterov", 0}}));
+  opt.set_lr(0.02);
+  EXPECT_EQ(opt.state_dict().param_groups[0].options.at("lr"), 0.02) << "the rate in use, as a scheduler set it";
+}
+
+TEST(OptimizerStateDict, AdamHoldsMomentsAndEachParameterSteps) {
+  TwoParams p;
+  optim::Adam opt(p.list(), {.lr = 0.1, .beta1 = 0.8, .beta2 = 0.9, .eps = 1e-6, .weight_decay = 0.5});
+  p.grads(0, /*both=*/false);
+  opt.step();
+  p.grads(1);
+  opt.step();
+  optim::OptimizerState s = opt.state_dict();
+  ASSERT_EQ(s.state.size(), 2u);
+  for (int64_t i : {0, 1}) {
+    ASSERT_EQ(s.state[i].size(), 3u);
+    const Tensor& step = s.state[i].at("step");
+    EXPECT_EQ(step.dtype(), DType::Int64);
+    EXPECT_EQ(step.dim(), 0);
+    EXPECT_EQ(step.item<int64_t>(), i == 0 ? 2 : 1);
+  }
+  EXPECT_EQ(s.state[1].at("exp_avg").shape(), (Shape{3}));
+  // m after two steps of the first parameter, with L2 decay in the gradient: beta1 m1 + (1 - beta1) g2.
+  std::vector<double> m(4), v(4), pv = kP0;
+  for (size_t t = 0; t < 2; ++t)
+    for (size_t i = 0; i < 4; ++i) {
+      double g = kGrads[t][i] + 0.5 * pv[i];
+      m[i] = 0.8 * m[i] + 0.2 * g;
+      v[i] = 0.9 * v[i] + 0.1 * g * g;
+      pv[i] -= 0.1 * (m[i] / (1 - std::pow(0.8, double(t + 1)))) /
+               (std::sqrt(v[i] / (1 - std::pow(0.9, double(t + 1)))) + 1e-6);
+    }
+  expect_near(values(s.state[0].at("exp_avg")), m, 1e-12, "exp_avg");
+  expect_near(values(s.state[0].at("exp_avg_sq")), v, 1e-12, "exp_avg_sq");
+  EXPECT_EQ(s.param_groups[0].options,
+            (std::map<std::string, double>{
+                {"lr", 0.1}, {"beta1", 0.8}, {"beta2", 0.9}, {"eps", 1e-6}, {"weight_decay", 0.5}}));
+  EXPECT_EQ(opt.step_count(), 2);
+}
+
+TEST(OptimizerStateDict, LoadingContinuesEveryOptimizerExactly) {
+  auto make = [](const std::string& kind, const std::vector<Tensor>& ps,
+                 double lr) -> std::unique_ptr<optim::Optimizer> {
+    if (kind == "SGD")
+      return std::make_unique<optim::SGD>(ps, optim::SGDOptions{.lr = lr, .momentum = 0.9, .nesterov = true});
+    if (kind == "Adam") return std::make_unique<optim::Adam>(ps, optim::AdamOptions{.lr = lr, .beta1 = 0.7});
+    return std::make_unique<optim::AdamW>(ps, optim::AdamWOptions{.lr = lr, .weight_decay = 0.3});
+  };
+  for (std::string kind : {"SGD", "Adam", "AdamW"}) {
+    SCOPED_TRACE(kind);
+    TwoParams p;
+    auto opt = make(kind, p.list(), 0.1);
+    p.grads(0, /*both=*/false);
+    opt->step();
+    p.grads(1);
+    opt->step();
+    opt->set_lr(0.07);  // as a schedule would
+
+    // A fresh optimizer over copies of the parameters, built with another learning rate: the state brings the
+    // buffers, the step counts and the rate.
+    TwoParams q;
+    q.a = ops::clone(p.a).requires_grad_(true);
+    q.b = ops::clone(p.b).requires_grad_(true);
+    auto resumed = make(kind, q.list(), 0.5);
+    resumed->load_state_dict(opt->state_dict());
+    EXPECT_EQ(resumed->lr(), 0.07);
+    EXPECT_EQ(snapshot(*resumed), snapshot(*opt));
+    // Copies, not shared: the original's next step does not move the loaded buffers.
+    auto loaded = snapshot(*resumed);
+    p.grads(2);
+    opt->step();
+    EXPECT_EQ(snapshot(*resumed), loaded);
+    q.grads(2);
+    resumed->step();
+    EXPECT_EQ(values(q.a), values(p.a));
+    EXPECT_EQ(values(q.b), values(p.b));
+    EXPECT_EQ(snapshot(*resumed), snapshot(*opt));
+  }
+}
+
+TEST(OptimizerStateDict, LoadingAnEmptyStateClearsBuffers) {
+  TwoParams p;
+  optim::Adam opt(p.list(), {.lr = 0.1});
+  optim::OptimizerState fresh = optim::Adam(TwoParams().list(), {.lr = 0.3}).state_dict();
+  p.grads(0);
+  opt.step();
+  opt.load_state_dict(fresh);
+  EXPECT_TRUE(opt.state_dict().state.empty());
+  EXPECT_EQ(opt.step_count(), 0);
+  EXPECT_EQ(opt.lr(), 0.3);
+}
+
+TEST(OptimizerStateDict, AcceptsPyTorchFloatStepCounts) {
+  // torch.optim writes `step` as a float32 0-d tensor.
+  TwoParams p;
+  optim::Adam opt(p.list());
+  optim::OptimizerState s = opt.state_dict();
+  s.state[0] = {{"exp_avg", zeros_like(p.a)}, {"exp_avg_sq", zeros_like(p.a)}, {"step", scalar_tensor(41.0)}};
+  opt.load_state_dict(s);
+  EXPECT_EQ(opt.step_count(), 41);
+  EXPECT_EQ(opt.state_dict().state[0].at("step").item<int64_t>(), 41);
+}
+
+TEST(OptimizerStateDict, MismatchesNameTheMisfitAndChangeNothing) {
+  TwoParams p;
+  optim::Adam opt(p.list(), {.lr = 0.1});
+  p.grads(0);
+  opt.step();
+  const auto before = snapshot(opt);
+  const optim::OptimizerState good = opt.state_dict();
+  auto edited = [&](const std::function<void(optim::OptimizerState&)>& edit) {
+    optim::OptimizerState s = good;
+    for (auto& [i, state] : s.state)
+      for (auto& [k, t] : state) t = ops::clone(t);  // edits must not reach the optimizer's own buffers
+    edit(s);
+    return s;
+  };
+  struct Case {
+    std::function<void(optim::OptimizerState&)> edit;
+    std::vector<std::string> expect;
+  };
+  std::vector<Case> cases = {
+      {[](auto& s) { s.param_groups[0].params.push_back(2); }, {"Adam::load_state_dict", "holds 3 parameters", "2"}},
+      {[](auto& s) { s.param_groups.push_back(s.param_groups[0]); }, {"2 parameter groups"}},
+      {[](auto& s) { std::swap(s.param_groups[0].params[0], s.param_groups[0].params[1]); }, {"position 0"}},
+      {[](auto& s) {
+         s.state[1]["exp_avg"] = zeros({2, 2}, DType::Float64);
+       },
+       {"parameter 1", "'exp_avg'", "[2, 2]", "[3]"}},
+      {[](auto& s) {
+         s.state[0]["exp_avg_sq"] = zeros({2, 2}, DType::Float32);
+       },
+       {"parameter 0", "'exp_avg_sq'", "float32", "float64"}},
+      {[](auto& s) { s.state[0].erase("exp_avg"); }, {"parameter 0", "missing 'exp_avg'"}},
+      {[](auto& s) {
+         s.state[0]["max_exp_avg_sq"] = zeros({2, 2}, DType::Float64);
+       },
+       {"parameter 0", "unexpected 'max_exp_avg_sq'"}},
+      {[](auto& s) { s.state[0].at("step") = scalar_tensor(2.5); }, {"'step'", "whole number"}},
+      {[](auto& s) { s.state[0].at("step") = scalar_tensor(-1, DType::Int64); }, {"'step'", "whole number"}},
+      {[](auto& s) { s.state[0].at("step") = zeros({2}, DType::Int64); }, {"'step'", "one step count"}},
+      {[](auto& s) { s.state[2] = s.state[0]; }, {"parameter 2", "has 2 parameters"}},
+      {[](auto& s) { s.state[0].at("exp_avg") = Tensor(); }, {"'exp_avg' is undefined"}},
+      {[](auto& s) { s.param_groups[0].options.at("lr") = -1; }, {"learning rate", "-1"}},
+      {[](auto& s) { s.param_groups[0].options.at("beta2") = 1; }, {"betas"}},
+      {[](auto& s) { s.param_groups[0].options.erase("eps"); }, {"hyper-parameters", "missing 'eps'"}},
+      {[](auto& s) { s.param_groups[0].options["momentum"] = 0.9; }, {"unexpected 'momentum'"}},
+  };
+  for (size_t k = 0; k < cases.size(); ++k) {
+    SCOPED_TRACE("case " + std::to_string(k));
+    optim::OptimizerState bad = edited(cases[k].edit);
+    expect_error([&] { opt.check_state_dict(bad); }, cases[k].expect);
+    expect_error([&] { opt.load_state_dict(bad); }, cases[k].expect);
+    EXPECT_EQ(snapshot(opt), before);
+  }
+  // Another optimizer's state: SGD's hyper-parameters and buffers do not fit Adam.
+  optim::SGD sgd(p.list(), {.lr = 0.1, .momentum = 0.5});
+  p.grads(1);
+  sgd.step();
+  expect_error([&] { opt.load_state_dict(sgd.state_dict()); },
+               {"Adam", "unexpected 'dampening', 'momentum', 'nesterov'", "missing 'beta1', 'beta2', 'eps'"});
+  EXPECT_EQ(snapshot(opt), before);
+}
+
+TEST(LRSchedulerStateDict, RoundTripsAndContinuesTheSchedule) {
+  optim::SGD a({param()}, {.lr = 0.4});
+  optim::StepLR step_a(a, 2, 0.5);
+  for (int k = 0; k < 3; ++k) step_a.step();
+  optim::LRSchedulerState s = step_a.state_dict();
+  EXPECT_EQ(s.last_epoch, 3);
+  EXPECT_EQ(s.base_lrs, std::vector<double>{0.4});
+  EXPECT_EQ(s.options, (std::map<std::string, double>{{"step_size", 2}, {"gamma", 0.5}}));
+
+  optim::SGD b({param()}, {.lr = 9});
+  optim::StepLR step_b(b, 7, 0.9);
+  step_b.load_state_dict(s);
+  EXPECT_EQ(step_b.last_epoch(), 3);
+  EXPECT_EQ(b.lr(), 9) << "the schedule's state leaves the optimizer's rate to the optimizer's state";
+  for (int k = 0; k < 4; ++k) {
+    step_a.step();
+    step_b.step();
+    EXPECT_EQ(b.lr(), a.lr()) << "epoch " << step_a.last_epoch();
+  }
+  EXPECT_DOUBLE_EQ(b.lr(), 0.4 * 0.125);
+
+  optim::Adam c({param()}, {.lr = 0.2});
+  optim::CosineAnnealingLR cos_c(c, 10, 0.01);
+  for (int k = 0; k < 4; ++k) cos_c.step();
+  optim::Adam d({param()}, {.lr = 0.2});
+  optim::CosineAnnealingLR cos_d(d, 3);
+  cos_d.load_state_dict(cos_c.state_dict());
+  EXPECT_EQ(cos_d.state_dict().options, (std::map<std::string, double>{{"T_max", 10}, {"eta_min", 0.01}}));
+  cos_c.step();
+  cos_d.step();
+  EXPECT_EQ(d.lr(), c.lr());
+}
+
+TEST(LRSchedulerStateDict, MismatchesNameTheMisfitAndChangeNothing) {
+  optim::SGD opt({param()}, {.lr = 0.4});
+  optim::CosineAnnealingLR sched(opt, 10);
+  sched.step();
+  const optim::LRSchedulerState good = sched.state_dict();
+  optim::SGD other({param()}, {.lr = 0.4});
+  optim::StepLR step(other, 2);
+  struct Case {
+    std::function<void(optim::LRSchedulerState&)> edit;
+    std::vector<std::string> expect;
+  };
+  std::vector<Case> cases = {
+      {[](auto& s) { s.base_lrs.push_back(0.1); }, {"CosineAnnealingLR::load_state_dict", "2 parameter groups"}},
+      {[](auto& s) { s.last_epoch = -1; }, {"last_epoch", "-1"}},
+      {[](auto& s) { s.options.at("T_max") = 0; }, {"t_max must be positive"}},
+      {[](auto& s) { s.options.at("T_max") = 2.5; }, {"'T_max'", "whole number"}},
+      {[](auto& s) { s.base_lrs[0] = -0.1; }, {"learning rate"}},
+      {[&](auto& s) { s = step.state_dict(); }, {"'gamma'", "'step_size'", "'T_max'"}},
+  };
+  for (size_t k = 0; k < cases.size(); ++k) {
+    SCOPED_TRACE("case " + std::to_string(k));
+    optim::LRSchedulerState bad = good;
+    cases[k].edit(bad);
+    expect_error([&] { sched.load_state_dict(bad); }, cases[k].expect);
+    optim::LRSchedulerState now = sched.state_dict();
+    EXPECT_EQ(now.last_epoch, good.last_epoch);
+    EXPECT_EQ(now.base_lrs, good.base_lrs);
+    EXPECT_EQ(now.options, good.options);
+  }
 }

@@ -18,16 +18,24 @@ class Adam : public Optimizer {
  public:
   Adam(std::vector<Tensor> params, AdamOptions options = {});
   void step() override;
+  const char* name() const override { return decoupled_ ? "AdamW" : "Adam"; }
+  // lr is the constructor's (or the loaded state's); Optimizer::lr() is the rate in use.
   const AdamOptions& options() const { return options_; }
-  int64_t step_count() const { return step_; }
+  // The most steps any parameter has taken (each parameter counts its own, as in torch.optim).
+  int64_t step_count() const;
 
  protected:
   Adam(std::vector<Tensor> params, AdamOptions options, bool decoupled);
+  std::vector<StateEntry> state_entries() const override;
+  std::map<std::string, Tensor> param_state(size_t i) const override;
+  void set_param_state(size_t i, std::map<std::string, Tensor> state) override;
+  std::map<std::string, double> hyper_parameters() const override;
+  void check_hyper_parameters(const std::map<std::string, double>& options) const override;
+  void set_hyper_parameters(const std::map<std::string, double>& options) override;
 
  private:
   AdamOptions options_;
   bool decoupled_;
-  int64_t step_ = 0;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
   // Per parameter, as torch.optim: a parameter's bias correction counts only the steps it took part in.
   std::vector<int64_t> param_steps_;

@@ -18,9 +18,19 @@ class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, SGDOptions options = {});
   void step() override;
+  const char* name() const override { return "SGD"; }
+  // lr is the constructor's (or the loaded state's); Optimizer::lr() is the rate in use.
   const SGDOptions& options() const { return options_; }
   // The momentum buffer of parameter i (undefined before the first step or without momentum).
   const Tensor& momentum_buffer(size_t i) const { return buffers_.at(i); }
+
+ protected:
+  std::vector<StateEntry> state_entries() const override;
+  std::map<std::string, Tensor> param_state(size_t i) const override;
+  void set_param_state(size_t i, std::map<std::string, Tensor> state) override;
+  std::map<std::string, double> hyper_parameters() const override;
+  void check_hyper_parameters(const std::map<std::string, double>& options) const override;
+  void set_hyper_parameters(const std::map<std::string, double>& options) override;
 
  private:
   SGDOptions options_;
