@@ -201,6 +201,9 @@ Header read_header(File& file, const std::string& path, const char* op) {
   return h;
 }
 
+// Beside the real file, so the rename stays on one file system; the pid keeps concurrent writers apart.
+std::string temporary_path(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+
 }  // namespace
 
 void save(const StateDict& tensors, const std::string& path, const Metadata& metadata) {
@@ -243,7 +246,7 @@ void save(const StateDict& tensors, const std::string& path, const Metadata& met
   uint8_t prefix[8];
   for (int i = 0; i < 8; ++i) prefix[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
 
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::string tmp = temporary_path(path);
   try {
     File file(tmp, "wb", op);
     file.write(prefix, 8);
@@ -262,9 +265,15 @@ void save(const StateDict& tensors, const std::string& path, const Metadata& met
 }
 
 StateDict load(const std::string& path) {
+  Metadata ignored;
+  return load(path, ignored);
+}
+
+StateDict load(const std::string& path, Metadata& metadata) {
   const char* op = "nn::load";
   File file(path, "rb", op);
   Header h = read_header(file, path, op);
+  metadata = std::move(h.metadata);
   StateDict out;
   // Sorted and without holes, so the tensors follow each other in the file exactly as read here.
   for (const Entry& e : h.entries) {
@@ -278,6 +287,19 @@ StateDict load(const std::string& path) {
 Metadata load_metadata(const std::string& path) {
   File file(path, "rb", "nn::load_metadata");
   return read_header(file, path, "nn::load_metadata").metadata;
+}
+
+void check_can_save(const std::string& path) {
+  const char* op = "nn::check_can_save";
+  BRAID_CHECK(!path.empty(), op, ": the checkpoint path is empty");
+  std::error_code ec;
+  BRAID_CHECK(!std::filesystem::is_directory(path, ec), op, ": '", path, "' is a directory, not a file name");
+  std::string tmp = temporary_path(path);
+  {
+    File probe(tmp, "wb", op);
+    probe.sync_and_close();
+  }
+  std::filesystem::remove(tmp, ec);
 }
 
 void save(const Module& module, const std::string& path, const Metadata& metadata) {
