@@ -6,6 +6,11 @@
 // trajectory as one process with the same flags: unlike PyTorch, where the batch size is per rank, nothing needs
 // rescaling), averages gradients with DistributedDataParallel, and evaluates its share of the test set; the
 // counts are summed over the ranks and rank 0 prints.
+//
+// Checkpoints hold the whole training state (model, optimizer, schedule and the epochs done): `--checkpoint PATH`
+// writes one after each epoch and `--resume PATH` continues from it. Run with the same flags, a resumed run ends
+// bit for bit where the uninterrupted one does: the data order is a function of (seed, epoch) alone, and no layer
+// draws random numbers while training. `--stop-after N` ends a run after epoch N, as a preempted job would.
 #include <braid/braid.h>
 
 #include <chrono>
@@ -43,6 +48,41 @@ double accuracy(nn::Sequential& model, const Tensor& images, const Tensor& label
   return correct.item<double>() / double(n);
 }
 
+// The first n samples (all of them when n is 0 or more than there are).
+std::shared_ptr<data::TensorDataset> first_samples(const std::shared_ptr<data::TensorDataset>& set, int64_t n) {
+  if (n == 0 || n >= set->size()) return set;
+  return std::make_shared<data::TensorDataset>(ops::narrow(set->data(), 0, 0, n), ops::narrow(set->targets(), 0, 0, n));
+}
+
+// What a checkpoint records of the flags that decide the trajectory, so a resume with other values is refused
+// instead of silently leaving the uninterrupted run's path.
+nn::Metadata run_flags(const cxxopts::ParseResult& args) {
+  return {{"seed", std::to_string(args["seed"].as<uint64_t>())},
+          {"batch-size", std::to_string(args["batch-size"].as<int64_t>())},
+          {"limit", std::to_string(args["limit"].as<int64_t>())}};
+}
+
+// Restores model, optimizer and schedule from `path`; returns the epochs the checkpointed run had finished.
+int resume(const std::string& path, const cxxopts::ParseResult& args, nn::Module& model, optim::Optimizer& optimizer,
+           optim::LRScheduler& schedule) {
+  nn::Metadata extra = nn::load_training_state(path, model, optimizer, schedule);
+  for (const auto& [flag, value] : run_flags(args)) {
+    auto it = extra.find(flag);
+    BRAID_CHECK(it != extra.end(), "'", path, "' does not record --", flag);
+    BRAID_CHECK(it->second == value, "'", path, "' was written by a run with --", flag, " ", it->second,
+                ", this run has --", flag, " ", value, " (a resumed run needs the flags of the run it continues)");
+  }
+  auto epoch = extra.find("epoch");
+  BRAID_CHECK(epoch != extra.end(), "'", path, "' does not record the epochs done");
+  try {
+    size_t used = 0;
+    int done = std::stoi(epoch->second, &used);
+    if (used == epoch->second.size() && done >= 0) return done;
+  } catch (const std::exception&) {
+  }
+  BRAID_FAIL("'", path, "' records epoch '", epoch->second, "', expected a count");
+}
+
 // The mean over ranks of a CPU scalar.
 double mean_over_ranks(double value, dist::ProcessGroup& group) {
   Tensor t = from_vector(std::vector<double>{value});
@@ -68,8 +108,14 @@ int main(int argc, char** argv) {
     ("seed", "random seed for weights and shuffling", cxxopts::value<uint64_t>()->default_value("0"))
     ("data", "folder with the Fashion-MNIST .gz files", cxxopts::value<std::string>()->default_value(
         data::default_fashion_mnist_root))
-    ("checkpoint", "save the model here (.safetensors) after each epoch", cxxopts::value<std::string>())
-    ("resume", "load the model from this checkpoint before training", cxxopts::value<std::string>())
+    ("checkpoint", "save the training state (model, optimizer, schedule, epoch) here (.safetensors) after each "
+     "epoch", cxxopts::value<std::string>())
+    ("resume", "continue the run saved in this --checkpoint file (with the flags of that run)",
+     cxxopts::value<std::string>())
+    ("stop-after", "end the run after this epoch, as a preempted job would (0: run all --epochs)",
+     cxxopts::value<int>()->default_value("0"))
+    ("limit", "train and test on the first N images of each set (0: all)",
+     cxxopts::value<int64_t>()->default_value("0"))
     ("device", "cpu, cuda or cuda:N (default: cuda when a GPU is visible)", cxxopts::value<std::string>())
     ("log-every", "print a progress line every N steps", cxxopts::value<int>()->default_value("100"))
     ("ddp", "data-parallel over the ranks of mpirun (DistributedDataParallel)")
@@ -93,6 +139,21 @@ int main(int argc, char** argv) {
       set_num_threads(std::max(1, get_num_threads() / dist::local_world_size()));
     }
     const int epochs = args["epochs"].as<int>();
+    BRAID_CHECK(epochs >= 1, "--epochs: expected at least 1, got ", epochs);
+    const int stop_after = args["stop-after"].as<int>();
+    BRAID_CHECK(stop_after >= 0 && stop_after <= epochs, "--stop-after: expected 0 (none) to --epochs ", epochs,
+                ", got ", stop_after);
+    const int64_t limit = args["limit"].as<int64_t>();
+    BRAID_CHECK(limit >= 0, "--limit: expected a count of images >= 0, got ", limit);
+    const std::string checkpoint = args.count("checkpoint") ? args["checkpoint"].as<std::string>() : "";
+    // Before any training: an unwritable path found after the first epoch would cost the epoch.
+    if (args.count("checkpoint") && main_rank) {
+      try {
+        nn::check_can_save(checkpoint);
+      } catch (const Error& e) {
+        BRAID_FAIL("--checkpoint: ", e.what());
+      }
+    }
     const int64_t batch_size = args["batch-size"].as<int64_t>();
     const int log_every = std::max(1, args["log-every"].as<int>());
     const int ranks = ddp_on ? world->size() : 1;
@@ -103,8 +164,8 @@ int main(int argc, char** argv) {
       std::printf("Note: %d ranks without --ddp train %d independent copies; rank 0 reports its own\n", world->size(),
                   world->size());
 
-    auto train = data::load_fashion_mnist(args["data"].as<std::string>(), true);
-    auto test = data::load_fashion_mnist(args["data"].as<std::string>(), false);
+    auto train = first_samples(data::load_fashion_mnist(args["data"].as<std::string>(), true), limit);
+    auto test = first_samples(data::load_fashion_mnist(args["data"].as<std::string>(), false), limit);
     if (main_rank)
       std::printf("Fashion-MNIST: %lld training and %lld test images, %d threads%s\n", (long long)train->size(),
                   (long long)test->size(), get_num_threads(),
@@ -115,18 +176,7 @@ int main(int argc, char** argv) {
     BRAID_CHECK(device.is_cpu() || device.index < cuda::device_count(), "--device: ", device, " is not available (",
                 cuda::device_count(), " CUDA devices visible)");
     nn::Sequential model(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));
-    if (args.count("resume")) {
-      nn::load(*model, args["resume"].as<std::string>());
-      if (main_rank) std::printf("Resumed from %s\n", args["resume"].as<std::string>().c_str());
-    }
     model->to(device);
-    // After the move: DistributedDataParallel builds its buckets on the parameters' device.
-    std::unique_ptr<dist::DistributedDataParallel> ddp;
-    if (ddp_on)
-      ddp = std::make_unique<dist::DistributedDataParallel>(
-          *model, world,
-          dist::DDPOptions{.bucket_cap_bytes = size_t(args["bucket-mb"].as<double>() * double(1 << 20)),
-                           .overlap = args.count("no-overlap") == 0});
     Tensor test_images = to(test->data(), device), test_labels = to(test->targets(), device);
     optim::SGD optimizer(model->parameters(),
                          {.lr = args["lr"].as<double>(), .momentum = args["momentum"].as<double>()});
@@ -137,9 +187,28 @@ int main(int argc, char** argv) {
     if (ddp_on) loader_options = dist::distributed_loader_options(loader_options, world);
     data::DataLoader loader(train, loader_options);
     optim::CosineAnnealingLR schedule(optimizer, int64_t(epochs) * loader.size());
+    int done = 0;
+    if (args.count("resume")) {
+      try {
+        done = resume(args["resume"].as<std::string>(), args, *model, optimizer, schedule);
+      } catch (const Error& e) {
+        BRAID_FAIL("--resume: ", e.what());
+      }
+      loader.set_epoch(uint64_t(done));  // the loader numbers epochs from 0
+      if (main_rank) std::printf("Resumed from %s after epoch %d\n", args["resume"].as<std::string>().c_str(), done);
+    }
+    // After the move and the resume: DistributedDataParallel builds its buckets on the parameters' device and
+    // broadcasts rank 0's parameters.
+    std::unique_ptr<dist::DistributedDataParallel> ddp;
+    if (ddp_on)
+      ddp = std::make_unique<dist::DistributedDataParallel>(
+          *model, world,
+          dist::DDPOptions{.bucket_cap_bytes = size_t(args["bucket-mb"].as<double>() * double(1 << 20)),
+                           .overlap = args.count("no-overlap") == 0});
 
     auto run_start = std::chrono::steady_clock::now();
-    for (int epoch = 1; epoch <= epochs; ++epoch) {
+    const int last_epoch = stop_after > 0 ? stop_after : epochs;
+    for (int epoch = done + 1; epoch <= last_epoch; ++epoch) {
       auto start = std::chrono::steady_clock::now();
       int64_t step = 0, seen = 0;
       Tensor loss_sum = zeros({}, device);  // summed on the device: reading it each step would wait for the GPU
@@ -170,7 +239,11 @@ int main(int argc, char** argv) {
                     device.str().c_str(), ddp_on ? (" x " + std::to_string(ranks) + " ranks").c_str() : "", train_loss,
                     100 * acc, secs, double(seen) / secs);
         std::fflush(stdout);
-        if (args.count("checkpoint")) nn::save(*model, args["checkpoint"].as<std::string>());
+        if (args.count("checkpoint")) {
+          nn::Metadata extra = run_flags(args);
+          extra["epoch"] = std::to_string(epoch);
+          nn::save_training_state(checkpoint, *model, optimizer, schedule, extra);
+        }
       }
     }
     if (main_rank)
