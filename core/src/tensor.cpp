@@ -125,11 +125,77 @@ template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 
 // ---- autograd slot ----
+namespace autograd {
+
 namespace {
-BackwardEngine g_engine = nullptr;
+std::atomic<const Engine*> g_engine{nullptr};
+std::atomic<uint64_t> g_next_hook_id{0};
+
+// A gradient can become .grad as it is only if nothing else can see its memory.
+bool exclusively_owned(const Tensor& g) {
+  return g.impl_ptr().use_count() == 1 && g.storage().ptr.use_count() == 1 && g.is_contiguous();
+}
+}  // namespace
+
+namespace detail {
+std::mutex& hook_list_mutex(const void* list) {
+  static std::mutex pool[16];
+  return pool[(reinterpret_cast<uintptr_t>(list) >> 4) % 16];
+}
+uint64_t next_hook_id() { return g_next_hook_id.fetch_add(1, std::memory_order_relaxed); }
+}  // namespace detail
+
+void set_engine(const Engine* engine) { g_engine.store(engine, std::memory_order_release); }
+const Engine* engine() { return g_engine.load(std::memory_order_acquire); }
+
+Tensor root_gradient(const Tensor& root, const Tensor& given, const std::string& op) {
+  BRAID_CHECK(root.requires_grad(), op,
+              ": the tensor does not require grad and has no grad_fn (was it computed under a no-grad guard, or "
+              "from tensors that do not require grad?)");
+  if (!given.defined()) {
+    BRAID_CHECK(root.numel() == 1, op,
+                ": a gradient can only be implied for a one-element output; this output has shape ",
+                shape_str(root.shape()), ", pass the gradient explicitly");
+    return ones(root.shape(), TensorOptions(root.dtype(), root.device()));
+  }
+  BRAID_CHECK(given.shape() == root.shape(), op, ": gradient shape ", shape_str(given.shape()),
+              " does not match the output shape ", shape_str(root.shape()));
+  BRAID_CHECK(given.dtype() == root.dtype() && given.device() == root.device(), op, ": gradient is ", given.dtype(),
+              " on ", given.device(), ", output is ", root.dtype(), " on ", root.device());
+  return given;
 }
 
-void set_backward_engine(BackwardEngine engine) { g_engine = engine; }
+Tensor run_grad_hooks(const HookList<GradHook>& hooks, Tensor g) {
+  auto list = hooks.snapshot();
+  if (!list) return g;
+  for (const auto& entry : *list) {
+    Tensor r = entry.second(g);
+    if (!r.defined()) continue;
+    BRAID_CHECK(r.shape() == g.shape() && r.dtype() == g.dtype() && r.device() == g.device(),
+                "register_hook: a hook returned a ", shape_str(r.shape()), " ", r.dtype(), " gradient on ", r.device(),
+                " for a ", shape_str(g.shape()), " ", g.dtype(), " one on ", g.device(),
+                "; it must return one of the same shape, dtype and device, or an undefined tensor to keep it");
+    g = std::move(r);
+  }
+  return g;
+}
+
+void accumulate_grad(const Tensor& leaf, Tensor g) {
+  AutogradMeta& meta = autograd_meta(leaf);
+  g = run_grad_hooks(meta.grad_hooks, std::move(g));
+  {
+    std::lock_guard<std::mutex> lock(meta.mutex);
+    if (!meta.grad.defined())
+      meta.grad = exclusively_owned(g) ? std::move(g) : ops::clone(g);
+    else
+      ops::add_(meta.grad, g);
+  }
+  // Outside the lock: a hook may read .grad, register hooks, or take a while (DistributedDataParallel's copy).
+  if (auto hooks = meta.post_accumulate_grad_hooks.snapshot())
+    for (const auto& entry : *hooks) entry.second(leaf);
+}
+
+}  // namespace autograd
 
 AutogradMeta& autograd_meta(const Tensor& t) {
   auto* impl = t.impl();
@@ -180,34 +246,43 @@ std::shared_ptr<autograd::Node> Tensor::grad_fn() const {
 }
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
-  BRAID_CHECK(requires_grad(),
-              "backward: the tensor does not require grad and has no grad_fn (was it computed "
-              "under a no-grad guard, or from tensors that do not require grad?)");
-  Tensor g = gradient;
-  if (!g.defined()) {
-    BRAID_CHECK(numel() == 1,
-                "backward: a gradient can only be implied for a one-element output; this output "
-                "has shape ",
-                shape_str(shape()), ", pass backward(gradient)");
-    g = ones(shape(), TensorOptions(dtype(), device()));
-  }
-  BRAID_CHECK(g.shape() == shape(), "backward: gradient shape ", shape_str(g.shape()),
-              " does not match the output shape ", shape_str(shape()));
-  BRAID_CHECK(g.dtype() == dtype() && g.device() == device(), "backward: gradient is ", g.dtype(), " on ", g.device(),
-              ", output is ", dtype(), " on ", device());
-  if (grad_fn()) {
-    BRAID_CHECK(g_engine, "backward: no autograd engine registered (link braid_nn)");
-    g_engine(*this, g, retain_graph);
+  Tensor g = autograd::root_gradient(*this, gradient, "backward");
+  if (const autograd::Engine* e = autograd::engine()) {
+    e->backward(*this, g, retain_graph);
     return;
   }
-  // A leaf: its gradient is the given one.
-  auto& meta = autograd_meta(*this);
-  if (meta.grad.defined())
-    ops::add_(meta.grad, g);
-  else
-    meta.grad = ops::clone(g);
-  Tensor self = *this;
-  for (auto& hook : meta.post_accumulate_grad_hooks) hook(self);
+  // Without nn's engine there is no graph: only a leaf can require grad, and its gradient is the given one.
+  autograd::accumulate_grad(*this, g);
+}
+
+autograd::HookHandle Tensor::retain_grad() const {
+  BRAID_CHECK(requires_grad(), "retain_grad: the tensor does not require grad, so no gradient reaches it");
+  if (is_leaf()) return {};
+  const autograd::Engine* e = autograd::engine();
+  BRAID_CHECK(e, "retain_grad: no autograd engine is registered (link braid::nn)");
+  return e->retain_grad(*this);
+}
+
+bool Tensor::retains_grad() const {
+  auto* a = checked()->autograd.get();
+  return a && a->grad_fn && a->retains_grad;
+}
+
+autograd::HookHandle Tensor::add_grad_hook(autograd::GradHook hook) const {
+  BRAID_CHECK(hook, "register_hook: the hook is empty");
+  BRAID_CHECK(requires_grad(),
+              "register_hook: the tensor does not require grad, so no gradient reaches it (call requires_grad_() "
+              "on a leaf first)");
+  if (!is_leaf()) {
+    const autograd::Engine* e = autograd::engine();
+    BRAID_CHECK(e, "register_hook: no autograd engine is registered (link braid::nn)");
+    return e->register_hook(*this, std::move(hook));
+  }
+  uint64_t id = autograd_meta(*this).grad_hooks.add(std::move(hook));
+  std::weak_ptr<AutogradMeta> meta = impl()->autograd;
+  return autograd::HookHandle([meta, id] {
+    if (auto m = meta.lock()) m->grad_hooks.remove(id);
+  });
 }
 
 Tensor Tensor::detach() const {
@@ -215,11 +290,16 @@ Tensor Tensor::detach() const {
   return make_tensor(impl->storage, impl->shape, impl->strides, impl->offset, impl->dtype);
 }
 
-void Tensor::register_post_accumulate_grad_hook(std::function<void(Tensor&)> hook) const {
+autograd::HookHandle Tensor::register_post_accumulate_grad_hook(autograd::PostAccumulateGradHook hook) const {
+  BRAID_CHECK(hook, "register_post_accumulate_grad_hook: the hook is empty");
   BRAID_CHECK(is_leaf() && requires_grad(),
               "register_post_accumulate_grad_hook: only leaf tensors that "
               "require grad have a gradient to accumulate");
-  autograd_meta(*this).post_accumulate_grad_hooks.push_back(std::move(hook));
+  uint64_t id = autograd_meta(*this).post_accumulate_grad_hooks.add(std::move(hook));
+  std::weak_ptr<AutogradMeta> meta = impl()->autograd;
+  return autograd::HookHandle([meta, id] {
+    if (auto m = meta.lock()) m->post_accumulate_grad_hooks.remove(id);
+  });
 }
 
 void Tensor::set_data(const Tensor& src) const {

@@ -22,8 +22,7 @@ Tensor slot_view(const Tensor& flat, int64_t offset, const Shape& shape) {
 
 }  // namespace
 
-// Everything the autograd hooks touch. The hooks hold it weakly, because a hook cannot be removed from a
-// parameter: once the DistributedDataParallel is gone they find nothing and do nothing.
+// Everything the autograd hooks touch. The destructor removes the hooks; they hold the state weakly all the same.
 //
 // A bucket is one flat buffer: the gradients of its parameters one after another, then one flag per parameter
 // (1 where this rank produced a gradient for it since the last synchronised pass, else 0). The flags ride in the
@@ -55,6 +54,7 @@ struct DistributedDataParallel::State {
   bool pass_active = false;
   double inv_world = 1;    // 1 / group size
   size_t next_launch = 0;  // buckets start in index order on every rank, whatever order they fill in
+  std::vector<autograd::HookHandle> hooks;  // one per parameter with a bucket
 
   // Runs the end of a synchronised pass from the autograd callback. If the pass dies first (an exception in
   // backward drops the queued callback unrun), the destructor still waits for what was launched and resets the
@@ -326,15 +326,17 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared
   std::weak_ptr<State> weak = state_;
   for (size_t i = 0; i < n; ++i) {
     if (s.bucket_of[i] < 0) continue;
-    s.params[i].register_post_accumulate_grad_hook([weak, i](Tensor& leaf) {
+    s.hooks.push_back(s.params[i].register_post_accumulate_grad_hook([weak, i](const Tensor& leaf) {
       if (auto st = weak.lock()) st->on_grad_ready(i, leaf, st);
-    });
+    }));
   }
 }
 
 // Nothing is in flight outside a backward pass, and a pass still running keeps the state alive through its
-// queued finalizer.
-DistributedDataParallel::~DistributedDataParallel() = default;
+// queued finalizer. The hooks go with the wrapper: a model wrapped again and again keeps none of the old ones.
+DistributedDataParallel::~DistributedDataParallel() {
+  for (auto& hook : state_->hooks) hook.remove();
+}
 
 const std::vector<std::vector<size_t>>& DistributedDataParallel::bucket_assignment() const {
   return state_->assignment;

@@ -1,37 +1,87 @@
-#include "braid/nn/autograd.h"
-
+// Recording the graph: nodes, grad mode, the saved tensors' versions, and the hooks core forwards to the graph. The
+// engine that runs it is autograd_engine.cpp.
 #include <atomic>
-#include <queue>
-#include <unordered_map>
-#include <unordered_set>
 
 #include "braid/core/ops.h"
+#include "braid/nn/autograd.h"
 
 namespace braid::autograd {
 
 namespace {
 std::atomic<uint64_t> g_next_sequence{0};
 thread_local bool g_grad_enabled = true;
-thread_local std::vector<std::function<void()>>* g_callbacks = nullptr;  // set while a backward runs
 
-std::shared_ptr<Node> edge_for(const Tensor& t) {
-  if (!t.defined() || !t.requires_grad()) return nullptr;
-  auto& meta = autograd_meta(t);
-  if (meta.grad_fn) return meta.grad_fn;
-  if (auto acc = meta.grad_accumulator.lock()) return acc;
-  auto acc = std::make_shared<AccumulateGrad>(t);
-  meta.grad_accumulator = acc;
-  return acc;
+// A non-leaf's hooks live on its grad_fn, which the graph keeps alive after the tensor itself is gone.
+HookHandle register_node_hook(const Tensor& non_leaf, GradHook hook) {
+  std::shared_ptr<Node> node = non_leaf.grad_fn();
+  uint64_t id = node->pre_hooks.add(std::move(hook));
+  return HookHandle([weak = std::weak_ptr<Node>(node), id] {
+    if (auto n = weak.lock()) n->pre_hooks.remove(id);
+  });
 }
 
-// An incoming gradient can become .grad directly only if nothing else can see its memory.
-bool exclusively_owned(const Tensor& g) {
-  return g.impl_ptr().use_count() == 1 && g.storage().ptr.use_count() == 1 && g.is_contiguous();
+HookHandle retain_node_grad(const Tensor& non_leaf) {
+  AutogradMeta& meta = autograd_meta(non_leaf);
+  if (meta.retains_grad) return {};
+  meta.retains_grad = true;
+  std::shared_ptr<Node> node = non_leaf.grad_fn();
+  std::weak_ptr<AutogradMeta> weak_meta = non_leaf.impl()->autograd;
+  uint64_t id = node->retain_grad_hooks.add([weak_meta](const Tensor& g) {
+    if (auto m = weak_meta.lock()) {
+      std::lock_guard<std::mutex> lock(m->mutex);
+      // Out of place: the incoming gradient goes on to the node's backward, and a .grad handed out earlier keeps
+      // its values.
+      m->grad = m->grad.defined() ? ops::binary(ops::BinaryOp::Add, m->grad, g) : ops::clone(g);
+    }
+    return Tensor();
+  });
+  return HookHandle([weak_node = std::weak_ptr<Node>(node), weak_meta, id] {
+    if (auto n = weak_node.lock()) n->retain_grad_hooks.remove(id);
+    if (auto m = weak_meta.lock()) m->retains_grad = false;
+  });
 }
+
+void backward_from(const Tensor& root, const Tensor& gradient, bool retain_graph) {
+  backward({root}, {gradient}, retain_graph);
+}
+
+const Engine kEngine{&backward_from, &register_node_hook, &retain_node_grad};
+
+// Registered once, when this file is linked in; record() is here too, so no graph can exist without it.
+[[maybe_unused]] const bool g_engine_registered = (set_engine(&kEngine), true);
 }  // namespace
 
-Node::Node(std::string n) : name(std::move(n)), sequence_nr(g_next_sequence++) {
-  set_backward_engine(&run_backward);
+void SavedVersions::add(const Tensor& t) {
+  if (!t.defined()) return;
+  Entry e{t.storage().version, t.version()};
+  if (count_ < inline_.size())
+    inline_[count_] = std::move(e);
+  else
+    overflow_.push_back(std::move(e));
+  ++count_;
+}
+
+void SavedVersions::check(const std::string& op) const {
+  for (size_t i = 0; i < count_; ++i) {
+    const Entry& e = at(i);
+    uint64_t now = e.counter->load(std::memory_order_acquire);
+    BRAID_CHECK(now == e.version, "backward: a tensor saved for ", op, " was modified in place (version ", now,
+                ", saved at ", e.version, "; saved tensor ", i + 1, " of ", count_,
+                "); modify a clone instead, or do the in-place op after backward");
+  }
+}
+
+void SavedVersions::clear() {
+  for (auto& e : inline_) e = Entry{};
+  overflow_.clear();
+  count_ = 0;
+}
+
+Node::Node(std::string n) : name(std::move(n)), sequence_nr(g_next_sequence++) {}
+
+void Node::release() {
+  released = true;
+  saved.clear();
 }
 
 std::vector<Tensor> FunctionNode::apply(Tensor grad_output) {
@@ -48,10 +98,7 @@ void FunctionNode::release() {
 AccumulateGrad::AccumulateGrad(Tensor t) : Node("AccumulateGrad"), leaf(std::move(t)) {}
 
 std::vector<Tensor> AccumulateGrad::apply(Tensor g) {
-  auto& meta = autograd_meta(leaf);
-  if (!meta.grad.defined()) meta.grad = exclusively_owned(g) ? g : ops::clone(g);
-  else ops::add_(meta.grad, g);
-  for (auto& hook : meta.post_accumulate_grad_hooks) hook(leaf);
+  accumulate_grad(leaf, std::move(g));
   return {};
 }
 
@@ -72,85 +119,31 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn) {
+std::shared_ptr<Node> gradient_edge(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return nullptr;
+  auto& meta = autograd_meta(t);
+  if (meta.grad_fn) return meta.grad_fn;
+  // Two threads may record ops on one leaf at once: they must share its accumulator.
+  std::lock_guard<std::mutex> lock(meta.mutex);
+  if (auto acc = meta.grad_accumulator.lock()) return acc;
+  auto acc = std::make_shared<AccumulateGrad>(t);
+  meta.grad_accumulator = acc;
+  return acc;
+}
+
+Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn,
+              std::initializer_list<Tensor> saved) {
   auto node = std::make_shared<FunctionNode>(name, std::move(fn));
   node->next.reserve(inputs.size());
   node->input_shapes.reserve(inputs.size());
   for (const auto& t : inputs) {
-    node->next.push_back(edge_for(t));
+    node->next.push_back(gradient_edge(t));
     node->input_shapes.push_back(t.defined() ? t.shape() : Shape{});
   }
+  for (const auto& t : saved) node->saved.add(t);
   // The output may be a view sharing its impl with nothing else: give it its own history.
   autograd_meta(output).grad_fn = std::move(node);
   return output;
-}
-
-void queue_callback(std::function<void()> fn) {
-  BRAID_CHECK(g_callbacks, "queue_callback: no backward pass is running on this thread");
-  g_callbacks->push_back(std::move(fn));
-}
-
-void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
-  BRAID_CHECK(!g_callbacks, "backward: a backward pass is already running on this thread (re-entrant backward "
-              "from a hook is not supported)");
-  std::vector<std::function<void()>> callbacks;
-  g_callbacks = &callbacks;
-  struct Reset {
-    ~Reset() { g_callbacks = nullptr; }
-  } reset;
-  std::shared_ptr<Node> root_fn = root.grad_fn();
-  BRAID_CHECK(root_fn, "backward: the output has no graph");
-  // How many edges point at each node: a node runs once all of its gradients are in.
-  std::unordered_map<Node*, int> deps;
-  std::vector<Node*> stack{root_fn.get()};
-  std::unordered_set<Node*> seen{root_fn.get()};
-  while (!stack.empty()) {
-    Node* n = stack.back();
-    stack.pop_back();
-    for (auto& e : n->next) {
-      if (!e) continue;
-      ++deps[e.get()];
-      if (seen.insert(e.get()).second) stack.push_back(e.get());
-    }
-  }
-  auto later_first = [](const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) {
-    return a->sequence_nr < b->sequence_nr;
-  };
-  std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, decltype(later_first)> ready(
-      later_first);
-  std::unordered_map<Node*, Tensor> buffers;
-  buffers[root_fn.get()] = grad;
-  ready.push(root_fn);
-  while (!ready.empty()) {
-    std::shared_ptr<Node> node = ready.top();
-    ready.pop();
-    Tensor g;
-    if (auto it = buffers.find(node.get()); it != buffers.end()) {
-      g = std::move(it->second);
-      buffers.erase(it);
-    }
-    std::vector<Tensor> grads;
-    if (g.defined()) {
-      grads = node->apply(std::move(g));
-      if (!retain_graph) node->release();
-      BRAID_CHECK(grads.empty() || grads.size() == node->next.size(), "autograd: ", node->name, " returned ",
-                  grads.size(), " gradients for ", node->next.size(), " inputs");
-    }
-    for (size_t i = 0; i < node->next.size(); ++i) {
-      const auto& fn = node->next[i];
-      if (!fn) continue;
-      if (i < grads.size() && grads[i].defined()) {
-        BRAID_CHECK(grads[i].shape() == node->input_shapes[i], "autograd: ", node->name, " returned a gradient of ",
-                    "shape ", shape_str(grads[i].shape()), " for input ", i, " of shape ",
-                    shape_str(node->input_shapes[i]));
-        Tensor& b = buffers[fn.get()];
-        b = b.defined() ? ops::binary(ops::BinaryOp::Add, b, grads[i]) : grads[i];
-      }
-      if (--deps[fn.get()] == 0) ready.push(fn);
-    }
-  }
-  g_callbacks = nullptr;
-  for (auto& fn : callbacks) fn();
 }
 
 }  // namespace braid::autograd

@@ -193,12 +193,12 @@ TEST(Autograd, PostAccumulateGradHookFiresOncePerBackwardWithFinalGradient) {
   Tensor unused = leaf({7});
   int calls = 0, unused_calls = 0;
   std::vector<std::vector<double>> seen;
-  x.register_post_accumulate_grad_hook([&](Tensor& t) {
+  x.register_post_accumulate_grad_hook([&](const Tensor& t) {
     ++calls;
     EXPECT_TRUE(t.same(x));
     seen.push_back(values(t.grad()));
   });
-  unused.register_post_accumulate_grad_hook([&](Tensor&) { ++unused_calls; });
+  unused.register_post_accumulate_grad_hook([&](const Tensor&) { ++unused_calls; });
 
   // x is used three times; its hook must fire once, after all three contributions are summed: 2x + 3 + 1.
   Tensor y = leaf({10, 20, 30});
@@ -221,14 +221,14 @@ TEST(Autograd, PostAccumulateGradHookFiresOncePerBackwardWithFinalGradient) {
   // Several hooks on one leaf all fire, in registration order.
   std::vector<int> order;
   Tensor w = leaf({1});
-  w.register_post_accumulate_grad_hook([&](Tensor&) { order.push_back(1); });
-  w.register_post_accumulate_grad_hook([&](Tensor&) { order.push_back(2); });
+  w.register_post_accumulate_grad_hook([&](const Tensor&) { order.push_back(1); });
+  w.register_post_accumulate_grad_hook([&](const Tensor&) { order.push_back(2); });
   sum(w * w).backward();
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
 
   // Only leaves that require grad have hooks.
-  EXPECT_THROW((x * 2.0).register_post_accumulate_grad_hook([](Tensor&) {}), Error);
-  EXPECT_THROW(from_vector(std::vector<double>{1}).register_post_accumulate_grad_hook([](Tensor&) {}), Error);
+  EXPECT_THROW((x * 2.0).register_post_accumulate_grad_hook([](const Tensor&) {}), Error);
+  EXPECT_THROW(from_vector(std::vector<double>{1}).register_post_accumulate_grad_hook([](const Tensor&) {}), Error);
 }
 
 TEST(Autograd, HooksOfAMultiLayerModelFireInReverseLayerOrder) {
@@ -241,7 +241,7 @@ TEST(Autograd, HooksOfAMultiLayerModelFireInReverseLayerOrder) {
   ASSERT_EQ(named.size(), 8u);
   for (auto& [name, p] : named) {
     std::string n = name;
-    p.register_post_accumulate_grad_hook([&fired, &count, n](Tensor& t) {
+    p.register_post_accumulate_grad_hook([&fired, &count, n](const Tensor& t) {
       EXPECT_TRUE(t.grad().defined());
       fired.push_back(n);
       ++count[n];
@@ -286,7 +286,7 @@ TEST(Autograd, NoOpViewsKeepTheInputALeaf) {
   EXPECT_TRUE(c.is_leaf());
   (ct * cs).backward();
   EXPECT_EQ(c.grad().item<double>(), 6.0);
-  EXPECT_NO_THROW(c.register_post_accumulate_grad_hook([](Tensor&) {}));
+  EXPECT_NO_THROW(c.register_post_accumulate_grad_hook([](const Tensor&) {}));
 }
 
 TEST(Autograd, FrozenParametersGetNoGradient) {

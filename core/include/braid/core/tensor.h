@@ -1,19 +1,22 @@
 // Tensor: the one type users hold. A Tensor is a shared handle to a TensorImpl (shape, strides, offset, dtype and a
 // Storage shared by all views of the same data) plus an optional autograd slot. Copying a Tensor shares it, as in
 // PyTorch. core/ owns the slot; the graph and the differentiable ops live in nn/ (autograd), which registers the
-// backward engine that Tensor::backward calls.
+// engine that Tensor::backward, retain_grad and register_hook on non-leaf tensors call.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "braid/core/device.h"
 #include "braid/core/dtype.h"
 #include "braid/core/error.h"
+#include "braid/core/hooks.h"
 
 namespace braid {
 
@@ -40,14 +43,20 @@ struct Storage {
   static Storage allocate(size_t nbytes, Device device, bool huge_pages = false);
 };
 
-namespace autograd {
-struct Node;
-}
 namespace nn {
 struct ParallelAttributes;
 }
 class Tensor;
 struct AutogradMeta;
+
+namespace autograd {
+struct Node;
+// Sees the gradient flowing to a tensor and may return a replacement of the same shape, dtype and device (an
+// undefined tensor keeps the gradient as it is).
+using GradHook = std::function<Tensor(const Tensor& grad)>;
+// Sees a leaf once its gradient is final in a backward pass.
+using PostAccumulateGradHook = std::function<void(const Tensor& leaf)>;
+}  // namespace autograd
 
 struct TensorImpl {
   Storage storage;
@@ -123,9 +132,28 @@ class Tensor {
   void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
   // Shares storage, drops history.
   Tensor detach() const;
+  // A non-leaf tensor keeps the gradient backward passes compute for it in .grad (summed over passes, as a
+  // leaf's). On a leaf that requires grad it does nothing (a leaf keeps its gradient anyway), and a second call
+  // returns an inactive handle; removing the first handle stops the retaining.
+  autograd::HookHandle retain_grad() const;
+  bool retains_grad() const;
+  // Calls hook(grad) with the gradient flowing to this tensor (leaf or not) before it is used: hook may return a
+  // replacement (a Tensor of the same shape, dtype and device) or nothing / an undefined tensor to keep it.
+  // Hooks run in registration order, in backward passes and in autograd::grad alike.
+  template <class F>
+  autograd::HookHandle register_hook(F&& hook) const {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, const Tensor&>>) {
+      return add_grad_hook([fn = std::forward<F>(hook)](const Tensor& g) mutable {
+        fn(g);
+        return Tensor();
+      });
+    } else {
+      return add_grad_hook(autograd::GradHook(std::forward<F>(hook)));
+    }
+  }
   // Calls hook(leaf) each time this leaf's gradient is final in a backward pass (all contributions summed);
-  // DistributedDataParallel starts its all-reduces from here.
-  void register_post_accumulate_grad_hook(std::function<void(Tensor&)> hook) const;
+  // DistributedDataParallel starts its all-reduces from here. Not called by autograd::grad, which leaves .grad alone.
+  autograd::HookHandle register_post_accumulate_grad_hook(autograd::PostAccumulateGradHook hook) const;
 
   // Replaces this tensor's storage, shape, strides and dtype with those of `src`, in place, for every handle
   // sharing it (Module::to moves parameters this way).
@@ -138,21 +166,47 @@ class Tensor {
     BRAID_CHECK(impl_, "use of an undefined Tensor");
     return impl_.get();
   }
+  autograd::HookHandle add_grad_hook(autograd::GradHook hook) const;
   std::shared_ptr<TensorImpl> impl_;
 };
 
 struct AutogradMeta {
   bool requires_grad = false;
+  bool retains_grad = false;  // non-leaves: retain_grad() was called
   Tensor grad;
-  std::shared_ptr<autograd::Node> grad_fn;            // null for leaves
-  std::weak_ptr<autograd::Node> grad_accumulator;     // leaves: the node that sums into .grad
-  std::vector<std::function<void(Tensor&)>> post_accumulate_grad_hooks;
+  std::shared_ptr<autograd::Node> grad_fn;         // null for leaves
+  std::weak_ptr<autograd::Node> grad_accumulator;  // leaves: the node that sums into .grad
+  // Leaves' register_hook hooks (a non-leaf's live on its grad_fn, which outlives the tensor in the graph).
+  autograd::HookList<autograd::GradHook> grad_hooks;
+  autograd::HookList<autograd::PostAccumulateGradHook> post_accumulate_grad_hooks;
+  // Guards grad and grad_accumulator: several threads may run backward passes into one leaf at once.
+  std::mutex mutex;
 };
 
-// The backward engine, registered by nn/ when the first graph node is created.
-using BackwardEngine = void (*)(const Tensor& root, const Tensor& gradient, bool retain_graph);
-void set_backward_engine(BackwardEngine engine);
 AutogradMeta& autograd_meta(const Tensor& t);  // creates the slot on first use
+
+namespace autograd {
+
+// What core calls in nn's autograd engine, which nn registers once, when it is loaded. A graph only exists once nn
+// recorded it, so the engine is there whenever a non-leaf tensor is.
+struct Engine {
+  void (*backward)(const Tensor& root, const Tensor& gradient, bool retain_graph);
+  HookHandle (*register_hook)(const Tensor& non_leaf, GradHook hook);
+  HookHandle (*retain_grad)(const Tensor& non_leaf);
+};
+void set_engine(const Engine* engine);
+const Engine* engine();  // null when no engine is registered
+
+// The gradient a backward from `root` starts with: `given`, checked against the root, or ones for a one-element
+// root when `given` is undefined. `op` names the caller in errors.
+Tensor root_gradient(const Tensor& root, const Tensor& given, const std::string& op);
+// g after each of `hooks` in turn (register_hook's contract).
+Tensor run_grad_hooks(const HookList<GradHook>& hooks, Tensor g);
+// AccumulateGrad's work, safe from several threads at once: runs the leaf's gradient hooks on g, sums it into
+// .grad, then calls the leaf's post-accumulate-grad hooks.
+void accumulate_grad(const Tensor& leaf, Tensor g);
+
+}  // namespace autograd
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 

@@ -1,9 +1,12 @@
 // The autograd graph: define-by-run reverse mode. A differentiable op computes its result with core/ ops and, when
-// grad mode is on and an input requires grad, records a Node holding what its backward needs. Tensor::backward
-// runs the engine here: nodes execute in reverse creation order once all their incoming gradients are summed, so
-// each leaf's gradient is final exactly once per pass, when its post-accumulate-grad hooks fire.
+// grad mode is on and an input requires grad, records a Node holding what its backward needs and the versions of
+// the tensors it saved. The engine runs nodes in reverse creation order once all their incoming gradients are
+// summed, so each leaf's gradient is final exactly once per pass, when its post-accumulate-grad hooks fire.
+// backward() sums gradients into the leaves' .grad; grad() returns the gradients of chosen tensors (leaf or not)
+// and runs only the part of the graph that leads to them, touching no .grad.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -14,19 +17,47 @@
 
 namespace braid::autograd {
 
+// The version each tensor a backward saved had when it was saved: a backward whose saved tensor was written in
+// place since would compute with the new values, so it throws instead (PyTorch's rule). A few entries live inline,
+// so recording a node allocates nothing for them.
+class SavedVersions {
+ public:
+  void add(const Tensor& t);  // an undefined t is skipped
+  // Throws braid::Error naming `op` when a saved tensor was modified in place.
+  void check(const std::string& op) const;
+  void clear();
+  size_t size() const { return count_; }
+
+ private:
+  struct Entry {
+    std::shared_ptr<VersionCounter> counter;
+    uint64_t version = 0;
+  };
+  const Entry& at(size_t i) const { return i < inline_.size() ? inline_[i] : overflow_[i - inline_.size()]; }
+  std::array<Entry, 3> inline_;
+  std::vector<Entry> overflow_;
+  size_t count_ = 0;
+};
+
 struct Node {
   explicit Node(std::string name);
   virtual ~Node() = default;
   // Gradients for each input (one per entry of `next`; undefined where no gradient flows).
   virtual std::vector<Tensor> apply(Tensor grad_output) = 0;
   // Frees what the backward saved; a second backward through a released node is an error.
-  virtual void release() { released = true; }
+  virtual void release();
 
   std::string name;
   uint64_t sequence_nr;
   std::vector<std::shared_ptr<Node>> next;  // the node of each input; null where the input needs no gradient
   std::vector<Shape> input_shapes;          // to check what each backward returns
+  SavedVersions saved;                      // the tensors the backward reads, checked before it runs
   bool released = false;
+  // The error of the backward pass that failed after releasing this node: a retry reports it again.
+  std::shared_ptr<const std::string> failure;
+  // register_hook on the node's output, then retain_grad on it (those only in backward passes, not in grad()).
+  HookList<GradHook> pre_hooks;
+  HookList<GradHook> retain_grad_hooks;
 };
 
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
@@ -68,15 +99,33 @@ class NoGradGuard {
 // True when grad mode is on and one of the inputs requires grad.
 bool any_requires_grad(std::initializer_list<Tensor> inputs);
 bool any_requires_grad(const std::vector<Tensor>& inputs);
-// Attaches a FunctionNode to `output` whose inputs are `inputs`; returns `output`.
-Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn);
+// Attaches a FunctionNode to `output` whose inputs are `inputs`; returns `output`. `saved` lists exactly the
+// tensors fn reads (inputs or the output; undefined entries are skipped): their versions are checked before fn runs,
+// so an in-place write to one of them between forward and backward is an error instead of a wrong gradient.
+Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn,
+              std::initializer_list<Tensor> saved = {});
+
+// The node a gradient for t flows into: t's grad_fn, or for a leaf that requires grad its AccumulateGrad (made on
+// first use); null when t needs no gradient.
+std::shared_ptr<Node> gradient_edge(const Tensor& t);
+
+// Backward from several roots in one pass: each leaf's gradient is final once and its hooks fire once. An undefined
+// (or missing) grad_tensors entry is implied as ones for a one-element root.
+void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& grad_tensors = {},
+              bool retain_graph = false);
+
+// The gradients of the sum of outputs (weighted by grad_outputs, as in backward) with respect to each of `inputs`,
+// leaf or not, as torch.autograd.grad: no .grad is written and no post-accumulate-grad hook fires (register_hook
+// hooks on the inputs and on the way do run). Only the nodes between the outputs and the inputs run; with
+// retain_graph the graph stays usable (a pipeline takes the inputs' gradients first, the weights' later). An input
+// the outputs do not depend on is an error unless allow_unused, which gives an undefined gradient for it.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs = {}, bool retain_graph = false,
+                         bool allow_unused = false);
 
 // Queues fn to run once the backward pass now running on this thread has finished (DistributedDataParallel waits
 // for its last all-reduces there, so the optimizer sees averaged gradients). Outside a backward pass it is an error.
 void queue_callback(std::function<void()> fn);
-
-// Runs the engine from `root` with the gradient `grad` (what Tensor::backward calls).
-void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
 
 }  // namespace braid::autograd
 
