@@ -44,11 +44,16 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = ops::binary(BinaryOp::Mul, a, b);
   if (!any_requires_grad({a, b})) return out;
-  return record("MulBackward", out, {a, b},
-                [a = a.detach(), b = b.detach(), na = a.requires_grad(), nb = b.requires_grad()](const Tensor& g) {
-                  return std::vector<Tensor>{need(na, ops::sum_to(ops::binary(BinaryOp::Mul, g, b), a.shape())),
-                                             need(nb, ops::sum_to(ops::binary(BinaryOp::Mul, g, a), b.shape()))};
-                });
+  bool na = a.requires_grad(), nb = b.requires_grad();
+  // Each side's gradient reads the other side only.
+  Tensor sa = nb ? a.detach() : Tensor(), sb = na ? b.detach() : Tensor();
+  return record(
+      "MulBackward", out, {a, b},
+      [sa, sb, shape_a = a.shape(), shape_b = b.shape()](const Tensor& g) {
+        return std::vector<Tensor>{sb.defined() ? ops::sum_to(ops::binary(BinaryOp::Mul, g, sb), shape_a) : Tensor(),
+                                   sa.defined() ? ops::sum_to(ops::binary(BinaryOp::Mul, g, sa), shape_b) : Tensor()};
+      },
+      {sa, sb});
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
@@ -64,7 +69,8 @@ Tensor div(const Tensor& a, const Tensor& b) {
                     gb = ops::sum_to(ops::unary(UnaryOp::Neg, t), b.shape());
                   }
                   return std::vector<Tensor>{ga, gb};
-                });
+                },
+                {b, b.requires_grad() ? a : Tensor()});
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
@@ -83,7 +89,8 @@ Tensor pow(const Tensor& a, const Tensor& b) {
                         ops::binary(BinaryOp::Mul, g, ops::binary(BinaryOp::Mul, y, ops::unary(UnaryOp::Log, a))),
                         b.shape());
                   return std::vector<Tensor>{ga, gb};
-                });
+                },
+                {a, b, b.requires_grad() ? out : Tensor()});
 }
 
 Tensor pow(const Tensor& a, double e) {
@@ -93,7 +100,7 @@ Tensor pow(const Tensor& a, double e) {
   return record("PowScalarBackward", out, {a}, [a = a.detach(), e](const Tensor& g) {
     Tensor d = e == 2.0 ? ops::affine(a, 2.0, 0.0) : ops::affine(ops::pow_scalar(a, e - 1), e, 0.0);
     return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, d)};
-  });
+  }, {a});
 }
 
 namespace {
@@ -109,7 +116,8 @@ Tensor extremum(const Tensor& a, const Tensor& b, bool max) {
                   Tensor wb = ops::affine(wa, -1, 1);
                   return std::vector<Tensor>{ops::sum_to(ops::binary(BinaryOp::Mul, g, wa), a.shape()),
                                              ops::sum_to(ops::binary(BinaryOp::Mul, g, wb), b.shape())};
-                });
+                },
+                {a, b});
 }
 }  // namespace
 
@@ -126,41 +134,48 @@ Tensor neg(const Tensor& a) {
 Tensor exp(const Tensor& a) {
   Tensor out = ops::unary(UnaryOp::Exp, a);
   if (!any_requires_grad({a})) return out;
-  return record("ExpBackward", out, {a}, [y = out.detach()](const Tensor& g) {
-    return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, y)};
-  });
+  return record(
+      "ExpBackward", out, {a},
+      [y = out.detach()](const Tensor& g) { return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, y)}; }, {out});
 }
 
 Tensor log(const Tensor& a) {
   Tensor out = ops::unary(UnaryOp::Log, a);
   if (!any_requires_grad({a})) return out;
-  return record("LogBackward", out, {a}, [a = a.detach()](const Tensor& g) {
-    return std::vector<Tensor>{ops::binary(BinaryOp::Div, g, a)};
-  });
+  return record(
+      "LogBackward", out, {a},
+      [a = a.detach()](const Tensor& g) { return std::vector<Tensor>{ops::binary(BinaryOp::Div, g, a)}; }, {a});
 }
 
 Tensor sqrt(const Tensor& a) {
   Tensor out = ops::unary(UnaryOp::Sqrt, a);
   if (!any_requires_grad({a})) return out;
-  return record("SqrtBackward", out, {a}, [y = out.detach()](const Tensor& g) {
-    return std::vector<Tensor>{ops::binary(BinaryOp::Div, g, ops::affine(y, 2, 0))};
-  });
+  return record(
+      "SqrtBackward", out, {a},
+      [y = out.detach()](const Tensor& g) {
+        return std::vector<Tensor>{ops::binary(BinaryOp::Div, g, ops::affine(y, 2, 0))};
+      },
+      {out});
 }
 
 Tensor abs(const Tensor& a) {
   Tensor out = ops::unary(UnaryOp::Abs, a);
   if (!any_requires_grad({a})) return out;
-  return record("AbsBackward", out, {a}, [a = a.detach()](const Tensor& g) {
-    return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, ops::unary(UnaryOp::Sign, a))};
-  });
+  return record(
+      "AbsBackward", out, {a},
+      [a = a.detach()](const Tensor& g) {
+        return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, ops::unary(UnaryOp::Sign, a))};
+      },
+      {a});
 }
 
 Tensor clamp(const Tensor& a, double lo, double hi) {
   Tensor out = ops::clamp(a, lo, hi);
   if (!any_requires_grad({a})) return out;
-  return record("ClampBackward", out, {a}, [a = a.detach(), lo, hi](const Tensor& g) {
-    return std::vector<Tensor>{ops::clamp_backward(g, a, lo, hi)};
-  });
+  return record(
+      "ClampBackward", out, {a},
+      [a = a.detach(), lo, hi](const Tensor& g) { return std::vector<Tensor>{ops::clamp_backward(g, a, lo, hi)}; },
+      {a});
 }
 
 namespace {
@@ -168,9 +183,10 @@ Tensor activation(UnaryOp op, ops::ActivationBackward bop, bool save_output, con
   Tensor out = ops::unary(op, a);
   if (!any_requires_grad({a})) return out;
   Tensor saved = save_output ? out.detach() : a.detach();
-  return record(name, out, {a}, [bop, saved](const Tensor& g) {
-    return std::vector<Tensor>{ops::activation_backward(bop, g, saved)};
-  });
+  return record(
+      name, out, {a},
+      [bop, saved](const Tensor& g) { return std::vector<Tensor>{ops::activation_backward(bop, g, saved)}; },
+      {saved});
 }
 }  // namespace
 
@@ -262,7 +278,8 @@ Tensor extreme_reduce(const Tensor& a, std::vector<int64_t> dims, bool keepdim, 
                   Tensor count = unreduce(ops::sum(mask, dims, keepdim), a.shape(), dims, keepdim);
                   Tensor share = ops::binary(BinaryOp::Div, unreduce(g, a.shape(), dims, keepdim), count);
                   return std::vector<Tensor>{ops::binary(BinaryOp::Mul, share, mask)};
-                });
+                },
+                {a, out});
 }
 }  // namespace
 
@@ -404,13 +421,16 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
   Tensor out = ops::index_select(a, dim, index);
   if (!any_requires_grad({a})) return out;
   int64_t d = dim < 0 ? dim + a.dim() : dim;
-  return record("IndexSelectBackward", out, {a}, [s = a.shape(), d, index](const Tensor& g) {
-    if (d == 0) return std::vector<Tensor>{ops::index_add(s, index, g)};
-    Shape ts = s;
-    std::swap(ts[0], ts[d]);
-    Tensor gt = ops::index_add(ts, index, ops::contiguous(ops::transpose(g, 0, d)));
-    return std::vector<Tensor>{ops::contiguous(ops::transpose(gt, 0, d))};
-  });
+  return record(
+      "IndexSelectBackward", out, {a},
+      [s = a.shape(), d, index = index.detach()](const Tensor& g) {
+        if (d == 0) return std::vector<Tensor>{ops::index_add(s, index, g)};
+        Shape ts = s;
+        std::swap(ts[0], ts[d]);
+        Tensor gt = ops::index_add(ts, index, ops::contiguous(ops::transpose(g, 0, d)));
+        return std::vector<Tensor>{ops::contiguous(ops::transpose(gt, 0, d))};
+      },
+      {index});
 }
 
 Tensor to_dtype(const Tensor& a, DType dtype) {
@@ -465,7 +485,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                     }
                   }
                   return std::vector<Tensor>{ga, gb};
-                });
+                },
+                {a.requires_grad() ? b : Tensor(), b.requires_grad() ? a : Tensor()});
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
@@ -487,7 +508,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
                   }
                   if (nb) grads[2] = ops::sum(g2, {0});
                   return grads;
-                });
+                },
+                {x.requires_grad() ? w : Tensor(), w.requires_grad() ? x : Tensor()});
 }
 
 // ---- softmax ----
@@ -495,17 +517,23 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
 Tensor softmax(const Tensor& a, int64_t dim) {
   Tensor out = ops::softmax(a, dim, false);
   if (!any_requires_grad({a})) return out;
-  return record("SoftmaxBackward", out, {a}, [y = out.detach(), dim](const Tensor& g) {
-    return std::vector<Tensor>{ops::softmax_backward(g, y, dim, false)};
-  });
+  return record(
+      "SoftmaxBackward", out, {a},
+      [y = out.detach(), dim](const Tensor& g) {
+        return std::vector<Tensor>{ops::softmax_backward(g, y, dim, false)};
+      },
+      {out});
 }
 
 Tensor log_softmax(const Tensor& a, int64_t dim) {
   Tensor out = ops::softmax(a, dim, true);
   if (!any_requires_grad({a})) return out;
-  return record("LogSoftmaxBackward", out, {a}, [y = out.detach(), dim](const Tensor& g) {
-    return std::vector<Tensor>{ops::softmax_backward(g, y, dim, true)};
-  });
+  return record(
+      "LogSoftmaxBackward", out, {a},
+      [y = out.detach(), dim](const Tensor& g) {
+        return std::vector<Tensor>{ops::softmax_backward(g, y, dim, true)};
+      },
+      {out});
 }
 
 }  // namespace braid
@@ -552,10 +580,12 @@ Tensor nll_impl(const char* name, const Tensor& x, const Tensor& target, Reducti
                                              : ops::mean(per);
   if (!autograd::any_requires_grad({x})) return out;
   double scale = reduction == Reduction::Mean ? 1.0 / double(std::max<int64_t>(n, 1)) : 1.0;
-  return record(fused ? "CrossEntropyBackward" : "NllLossBackward", out, {x},
-                [lp = lp.detach(), target, scale, fused](const Tensor& g) {
-                  return std::vector<Tensor>{ops::nll_backward(lp, target, g, scale, fused)};
-                });
+  return record(
+      fused ? "CrossEntropyBackward" : "NllLossBackward", out, {x},
+      [lp = lp.detach(), target = target.detach(), scale, fused](const Tensor& g) {
+        return std::vector<Tensor>{ops::nll_backward(lp, target, g, scale, fused)};
+      },
+      {lp, target});
 }
 }  // namespace
 
