@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "braid/core/ops.h"
+#include "op_util.h"
 
 namespace braid {
 
@@ -56,13 +57,13 @@ Tensor zeros_on_huge_pages(const Shape& shape, TensorOptions opts) {
   check_shape(shape, "zeros_on_huge_pages");
   size_t nbytes = size_t(shape_numel(shape)) * element_size(opts.dtype);
   Tensor t = make_tensor(Storage::allocate(nbytes, opts.device, true), shape, contiguous_strides(shape), 0, opts.dtype);
-  ops::fill_(t, 0);
+  ops::detail::fill_into(t, 0);
   return finish(t, opts);
 }
 
 Tensor full(const Shape& shape, double value, TensorOptions opts) {
   Tensor t = empty(shape, TensorOptions(opts.dtype, opts.device));
-  ops::fill_(t, value);
+  ops::detail::fill_into(t, value);
   return finish(t, opts);
 }
 

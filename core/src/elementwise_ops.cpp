@@ -1,6 +1,7 @@
 #include <cstring>
 
 #include "braid/core/creation.h"
+#include "braid/core/memory_overlap.h"
 #include "braid/kernels/cpu/threads.h"
 #include "braid/kernels/functors.h"
 #include "braid/kernels/op_kinds.h"
@@ -121,12 +122,29 @@ Tensor pow_scalar(const Tensor& a, double exponent) { return unary_op(UnaryOp::P
 
 // ---- in place ----
 
-void copy_(const Tensor& dst, const Tensor& src) {
+namespace {
+
+void check_copy_args(const Tensor& dst, const Tensor& src) {
   check_device("copy_", dst);
   check_device("copy_", src);
   Shape s = broadcast_shapes(dst.shape(), src.shape(), "copy_");
   BRAID_CHECK(s == dst.shape(), "copy_: source ", shape_str(src.shape()), " does not broadcast to destination ",
               shape_str(dst.shape()));
+}
+
+void check_add_args(const char* op, const Tensor& dst, const Tensor& src) {
+  check_device(op, dst);
+  check_device(op, src);
+  check_same_device(op, dst, src);
+  check_same_dtype(op, dst, src);
+}
+
+}  // namespace
+
+namespace detail {
+
+void copy_into(const Tensor& dst, const Tensor& src) {
+  check_copy_args(dst, src);
   bool plain = dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous() && src.shape() == dst.shape();
   size_t nbytes = size_t(dst.numel()) * element_size(dst.dtype());
   if (dst.device() != src.device()) {
@@ -137,7 +155,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
       Tensor staged = empty(block.shape(), TensorOptions(block.dtype(), dst.device()));
       cuda::detail::copy_bytes(staged.raw_data(), dst.device(), block.raw_data(), block.device(),
                                size_t(block.numel()) * element_size(block.dtype()));
-      return copy_(dst, staged);
+      return copy_into(dst, staged);
     }
     cuda::detail::copy_bytes(dst.raw_data(), dst.device(), block.raw_data(), block.device(), nbytes);
     return;
@@ -152,7 +170,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
     std::memcpy(dst.raw_data(), src.raw_data(), nbytes);
     return;
   }
-  auto L = make_loop<2>(s, {&dst, &src});
+  auto L = make_loop<2>(dst.shape(), {&dst, &src});
   dispatch_all(dst.dtype(), [&](auto to) {
     using TO = typename decltype(to)::type;
     dispatch_all(src.dtype(), [&](auto from) {
@@ -167,7 +185,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
   });
 }
 
-void fill_(const Tensor& dst, double value) {
+void fill_into(const Tensor& dst, double value) {
   check_device("fill_", dst);
   dispatch_all(dst.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -182,34 +200,60 @@ void fill_(const Tensor& dst, double value) {
       for (int64_t i = 0; i < n; ++i) p[i] = x;
       return;
     }
-    copy_(dst, full({}, value, TensorOptions(dst.dtype(), dst.device())));
+    copy_into(dst, full({}, value, TensorOptions(dst.dtype(), dst.device())));
   });
 }
 
+void scale_into(const Tensor& dst, double value) {
+  check_device("mul_", dst);
+  launch_unary(UnaryOp::Affine, {value, 0}, make_loop<2>(dst.shape(), {&dst, &dst}), dst, dst);
+}
+
+}  // namespace detail
+
+// Each in-place op checks its arguments, then the overlaps, and bumps the destination's version once before it
+// writes (so a write that fails halfway still counts as a change).
+void copy_(const Tensor& dst, const Tensor& src) {
+  check_copy_args(dst, src);
+  check_no_internal_overlap("copy_", dst);
+  bool self_copy = check_no_partial_overlap("copy_", dst, src) == MemoryOverlap::Full;
+  dst.bump_version();
+  if (!self_copy) detail::copy_into(dst, src);
+}
+
+void fill_(const Tensor& dst, double value) {
+  check_device("fill_", dst);
+  check_no_internal_overlap("fill_", dst);
+  dst.bump_version();
+  detail::fill_into(dst, value);
+}
+
 void add_(const Tensor& dst, const Tensor& src, double alpha) {
-  check_device("add_", dst);
-  check_device("add_", src);
-  check_same_device("add_", dst, src);
-  check_same_dtype("add_", dst, src);
+  check_add_args("add_", dst, src);
   Shape s = broadcast_shapes(dst.shape(), src.shape(), "add_");
   BRAID_CHECK(s == dst.shape(), "add_: source ", shape_str(src.shape()), " does not broadcast to destination ",
               shape_str(dst.shape()));
+  check_no_internal_overlap("add_", dst);
+  check_no_partial_overlap("add_", dst, src);
+  dst.bump_version();
   launch_binary(alpha == 1 ? BinaryOp::Add : BinaryOp::AddScaled, {alpha, 0}, make_loop<3>(s, {&dst, &dst, &src}),
                 dst, dst, src);
 }
 
 void mul_(const Tensor& dst, double value) {
   check_device("mul_", dst);
-  launch_unary(UnaryOp::Affine, {value, 0}, make_loop<2>(dst.shape(), {&dst, &dst}), dst, dst);
+  check_no_internal_overlap("mul_", dst);
+  dst.bump_version();
+  detail::scale_into(dst, value);
 }
 
 void affine_(const Tensor& dst, const Tensor& src, double scale, double shift) {
-  check_device("affine_", dst);
-  check_device("affine_", src);
-  check_same_device("affine_", dst, src);
-  check_same_dtype("affine_", dst, src);
+  check_add_args("affine_", dst, src);
   BRAID_CHECK(dst.shape() == src.shape(), "affine_: source ", shape_str(src.shape()), " and destination ",
               shape_str(dst.shape()), " differ");
+  check_no_internal_overlap("affine_", dst);
+  check_no_partial_overlap("affine_", dst, src);
+  dst.bump_version();
   launch_unary(UnaryOp::Affine, {scale, shift}, make_loop<2>(dst.shape(), {&dst, &src}), dst, src);
 }
 
@@ -222,14 +266,14 @@ Tensor contiguous(const Tensor& t) {
 
 Tensor clone(const Tensor& t) {
   Tensor out = empty(t.shape(), TensorOptions(t.dtype(), t.device()));
-  copy_(out, t);
+  detail::copy_into(out, t);
   return out;
 }
 
 Tensor to_dtype(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
   Tensor out = empty(t.shape(), TensorOptions(dtype, t.device()));
-  copy_(out, t);
+  detail::copy_into(out, t);
   return out;
 }
 
@@ -238,7 +282,7 @@ Tensor to_device(const Tensor& t, Device device) {
   if (t.device() == device) return t;
 #if BRAID_WITH_CUDA
   Tensor out = empty(t.shape(), TensorOptions(t.dtype(), device));
-  copy_(out, t);
+  detail::copy_into(out, t);
   return out;
 #else
   BRAID_FAIL("to_device: cannot move a tensor from ", t.device(), " to ", device,

@@ -26,9 +26,8 @@ BlasOperand blas_operand(const Tensor& m) {
   return {c, false, std::max<int64_t>(cols, 1)};
 }
 
-}  // namespace
-
-void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) {
+// gemm_into without its overlap checks and version bump: matmul and linear write outputs they allocated.
+void run_gemm(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) {
   check_device("matmul", a);
   check_device("matmul", b);
   check_device("matmul", out);
@@ -46,8 +45,8 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double alpha
   BRAID_CHECK(out.strides()[1] == 1 || n <= 1, "matmul: output rows must be contiguous");
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    if (beta == 0) fill_(out, 0);
-    else mul_(out, beta);
+    if (beta == 0) detail::fill_into(out, 0);
+    else detail::scale_into(out, beta);
     return;
   }
   BlasOperand A = blas_operand(a), B = blas_operand(b);
@@ -61,6 +60,20 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double alpha
                     kernels::cuda::gemm(cuda::detail::blas(out.device()), A.trans, B.trans, m, n, k, T(alpha), pa,
                                         A.ld, pb, B.ld, T(beta), pc, ldc));
   });
+}
+
+}  // namespace
+
+void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) {
+  check_device("matmul", out);
+  check_device("matmul", a);
+  check_device("matmul", b);
+  // BLAS reads whole rows and columns of a and b while it writes out, so no overlap at all is safe.
+  check_no_internal_overlap("matmul", out);
+  check_no_overlap("matmul", out, "output", a, "first operand");
+  check_no_overlap("matmul", out, "output", b, "second operand");
+  out.bump_version();
+  run_gemm(out, a, b, alpha, beta);
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -83,7 +96,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     int64_t m = shape_numel(lead);
     Tensor a2 = a.dim() == 2 ? a : reshape(a, {m, k});
     Tensor out = empty({m, n}, TensorOptions(a.dtype(), a.device()));
-    gemm_into(out, a2, b, 1, 0);
+    run_gemm(out, a2, b, 1, 0);
     lead.push_back(n);
     return a.dim() == 2 ? out : view(out, lead);
   }
@@ -96,7 +109,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   int64_t batch = std::max(ba, bb), m = a3.shape()[1];
   Tensor out = empty({batch, m, n}, TensorOptions(a.dtype(), a.device()));
   for (int64_t i = 0; i < batch; ++i)
-    gemm_into(select(out, 0, i), select(a3, 0, ba == 1 ? 0 : i), select(b, 0, bb == 1 ? 0 : i), 1, 0);
+    run_gemm(select(out, 0, i), select(a3, 0, ba == 1 ? 0 : i), select(b, 0, bb == 1 ? 0 : i), 1, 0);
   return out;
 }
 
@@ -120,10 +133,10 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
     check_same_dtype("linear", x, bias);
     BRAID_CHECK(bias.dim() == 1 && bias.shape()[0] == outf, "linear: bias must be [", outf, "], got ",
                 shape_str(bias.shape()));
-    copy_(out, bias);
+    detail::copy_into(out, bias);
     beta = 1;
   }
-  gemm_into(out, x2, transpose(w, 0, 1), 1, beta);
+  run_gemm(out, x2, transpose(w, 0, 1), 1, beta);
   lead.push_back(outf);
   return view(out, lead);
 }

@@ -28,6 +28,12 @@ inline void check_device(const char* op, const Tensor& t) {
 #endif
 }
 
+// The writes behind copy_, fill_ and mul_ without their in-place checks and version bump: for tensors the calling
+// op allocated itself (clone's result, linear's output), or whose checks and bump it has already done.
+void copy_into(const Tensor& dst, const Tensor& src);
+void fill_into(const Tensor& dst, double value);
+void scale_into(const Tensor& dst, double value);
+
 #if BRAID_WITH_CUDA
 inline kernels::cuda::Stream stream_of(const Tensor& t) { return cuda::detail::stream(t.device()); }
 #endif

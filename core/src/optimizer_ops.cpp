@@ -1,5 +1,8 @@
 #include <cmath>
+#include <utility>
+#include <vector>
 
+#include "braid/core/memory_overlap.h"
 #include "braid/kernels/cpu/optimizer_update.h"
 #include "op_util.h"
 
@@ -13,6 +16,19 @@ void check_state(const char* op, const Tensor& param, const Tensor& t, const cha
               shape_str(param.shape()), " ", param.dtype(), " on ", param.device());
   BRAID_CHECK(t.is_contiguous(), op, ": ", what, " must be contiguous");
 }
+
+// The tensors an update writes, each named for the error messages.
+using Written = std::vector<std::pair<const Tensor*, const char*>>;
+
+// Checks that the tensors an update writes are apart from one another (the gradient, only read, may alias one
+// exactly), then bumps each one's version.
+void prepare_writes(const char* op, const Tensor& grad, const Written& out) {
+  for (size_t i = 0; i < out.size(); ++i) {
+    check_no_partial_overlap(op, *out[i].first, grad);
+    for (size_t j = 0; j < i; ++j) check_no_overlap(op, *out[j].first, out[j].second, *out[i].first, out[i].second);
+  }
+  for (const auto& written : out) written.first->bump_version();
+}
 }  // namespace
 
 void sgd_update_(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdParams& p) {
@@ -21,6 +37,9 @@ void sgd_update_(const Tensor& param, const Tensor& grad, const Tensor& buf, con
   if (p.momentum != 0) {
     BRAID_CHECK(buf.defined(), "sgd_update_: momentum needs a buffer");
     check_state("sgd_update_", param, buf, "momentum buffer");
+    prepare_writes("sgd_update_", grad, {{&param, "parameter"}, {&buf, "momentum buffer"}});
+  } else {
+    prepare_writes("sgd_update_", grad, {{&param, "parameter"}});
   }
   kernels::SgdUpdate u{p.lr, p.momentum, p.dampening, p.weight_decay, p.nesterov, p.first_step};
   dispatch_floating(param.dtype(), "sgd_update_", [&](auto tag) {
@@ -38,6 +57,7 @@ void adam_update_(const Tensor& param, const Tensor& grad, const Tensor& m, cons
   check_state("adam_update_", param, m, "exp_avg");
   check_state("adam_update_", param, v, "exp_avg_sq");
   BRAID_CHECK(p.step >= 1, "adam_update_: step must start at 1, got ", p.step);
+  prepare_writes("adam_update_", grad, {{&param, "parameter"}, {&m, "exp_avg"}, {&v, "exp_avg_sq"}});
   kernels::AdamUpdate u{p.lr,
                         p.beta1,
                         p.beta2,

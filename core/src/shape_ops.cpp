@@ -220,7 +220,7 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
   int64_t pos = 0;
   for (const Tensor& t : ts) {
     int64_t n = t.shape()[dim];
-    if (n) copy_(narrow(out, dim, pos, n), t);
+    if (n) detail::copy_into(narrow(out, dim, pos, n), t);
     pos += n;
   }
   return out;

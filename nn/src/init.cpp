@@ -4,11 +4,15 @@
 
 namespace braid::nn::init {
 
+// Each initialiser writes through one core in-place op, so the tensor's version is bumped once. The random ones
+// check the destination before drawing, so a refused call leaves the generator where it was.
 void uniform_(const Tensor& t, double low, double high, Generator* gen) {
+  check_no_internal_overlap("nn::init::uniform_", t);
   ops::copy_(t, uniform(t.shape(), low, high, TensorOptions(t.dtype(), t.device()), gen));
 }
 
 void normal_(const Tensor& t, double mean, double std, Generator* gen) {
+  check_no_internal_overlap("nn::init::normal_", t);
   ops::copy_(t, normal(t.shape(), mean, std, TensorOptions(t.dtype(), t.device()), gen));
 }
 

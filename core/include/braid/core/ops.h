@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "braid/core/memory_overlap.h"
 #include "braid/core/tensor.h"
 #include "braid/kernels/op_kinds.h"
 
@@ -27,6 +28,9 @@ Tensor clamp_backward(const Tensor& grad, const Tensor& input, double lo, double
 Tensor pow_scalar(const Tensor& a, double exponent);
 
 // ---- in place (the caller handles autograd: these are for optimizers and no-grad code) ----
+// Every in-place op (here, gemm_into and the optimizer updates) bumps its destination's version once per call,
+// refuses a destination with internal overlap, and a source that partially overlaps it (memory_overlap.h); a
+// source that is exactly the destination is fine, and copy_(a, a) does nothing but the bump.
 void copy_(const Tensor& dst, const Tensor& src);  // broadcasts src to dst's shape, converts dtype
 void fill_(const Tensor& dst, double value);
 void add_(const Tensor& dst, const Tensor& src, double alpha = 1);  // dst += alpha * src
@@ -68,7 +72,8 @@ Tensor sum_to(const Tensor& t, const Shape& shape);
 // ---- linear algebra ----
 // 2-D @ 2-D, batched 3-D @ 3-D (batch broadcast when one side has batch 1), N-D @ 2-D.
 Tensor matmul(const Tensor& a, const Tensor& b);
-// out = beta * out + alpha * op(a) @ op(b) for 2-D operands; transposed views go to BLAS as flags.
+// out = beta * out + alpha * op(a) @ op(b) for 2-D operands; transposed views go to BLAS as flags. `out` must
+// not share memory with a or b.
 void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double alpha = 1, double beta = 0);
 // x @ w^T + bias, x [.., in], w [out, in], bias [out] or undefined: the Linear layer's forward.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias);
@@ -102,6 +107,8 @@ int get_num_threads();
 
 namespace braid::ops {
 // ---- fused optimizer updates, in place on contiguous tensors of one dtype and device ----
+// The parameter and its state buffers must not share memory; the gradient may be the parameter itself, not a
+// part of it. Each tensor written has its version bumped.
 struct SgdParams {
   double lr, momentum, dampening, weight_decay;
   bool nesterov, first_step;
