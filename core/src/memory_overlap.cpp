@@ -41,6 +41,12 @@ ByteRange byte_range(const Tensor& t) {
   return {begin + intptr_t(low), begin + intptr_t(high)};
 }
 
+// The common case, decided without looking at the geometry: two allocations that do not meet.
+bool storages_apart(const Storage& a, const Storage& b) {
+  auto lo_a = reinterpret_cast<intptr_t>(a.ptr.get()), lo_b = reinterpret_cast<intptr_t>(b.ptr.get());
+  return lo_a + intptr_t(a.nbytes) <= lo_b || lo_b + intptr_t(b.nbytes) <= lo_a;
+}
+
 bool same_elements(const Tensor& a, const Tensor& b) {
   return a.raw_data() == b.raw_data() && a.dtype() == b.dtype() && spanning_dims(a) == spanning_dims(b);
 }
@@ -112,7 +118,7 @@ std::string geometry(const Tensor& t) {
 }  // namespace
 
 bool has_internal_overlap(const Tensor& t) {
-  if (t.numel() <= 1) return false;
+  if (t.numel() <= 1 || t.is_contiguous()) return false;
   std::vector<Extent> dims = spanning_dims(t);
   for (Extent& e : dims) e.stride = std::abs(e.stride);
   std::sort(dims.begin(), dims.end(), [](const Extent& x, const Extent& y) { return x.stride < y.stride; });
@@ -128,6 +134,7 @@ bool has_internal_overlap(const Tensor& t) {
 MemoryOverlap memory_overlap(const Tensor& a, const Tensor& b) {
   if (!a.defined() || !b.defined() || a.numel() == 0 || b.numel() == 0 || a.device() != b.device())
     return MemoryOverlap::None;
+  if (storages_apart(a.storage(), b.storage())) return MemoryOverlap::None;
   ByteRange ra = byte_range(a), rb = byte_range(b);
   if (ra.hi <= rb.lo || rb.hi <= ra.lo) return MemoryOverlap::None;
   if (same_elements(a, b)) return MemoryOverlap::Full;
