@@ -1,9 +1,10 @@
 // Recording the graph: nodes, grad mode, the saved tensors' versions, and the hooks core forwards to the graph. The
 // engine that runs it is autograd_engine.cpp.
+#include "braid/nn/autograd.h"
+
 #include <atomic>
 
 #include "braid/core/ops.h"
-#include "braid/nn/autograd.h"
 
 namespace braid::autograd {
 

@@ -18,10 +18,10 @@ thread_local std::vector<std::function<void()>>* g_callbacks = nullptr;  // set 
 // One node's part in a pass.
 struct NodeTask {
   bool visited = false;
-  int deps = 0;       // gradients still to come from nodes that run
-  bool needed = true; // grad(): the node is captured or leads to a captured node
-  bool runs = true;   // grad(): a captured node lies below it, so its backward runs
-  Tensor buffer;      // the gradients summed so far
+  int deps = 0;                  // gradients still to come from nodes that run
+  bool needed = true;            // grad(): the node is captured or leads to a captured node
+  bool runs = true;              // grad(): a captured node lies below it, so its backward runs
+  Tensor buffer;                 // the gradients summed so far
   std::vector<size_t> captures;  // grad(): the inputs whose gradient flows into this node
 };
 
@@ -80,7 +80,8 @@ void discover(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots) {
 void check_runnable(const Node& node) {
   if (!node.released) return;
   if (node.failure)
-    BRAID_FAIL(*node.failure, " [reported again: the backward pass that raised it had freed part of this graph; "
+    BRAID_FAIL(*node.failure,
+               " [reported again: the backward pass that raised it had freed part of this graph; "
                "build the graph again]");
   BRAID_FAIL("backward: trying to backward through the graph a second time (", node.name,
              "'s saved tensors were freed); pass retain_graph=true to the first backward");
@@ -152,7 +153,8 @@ void execute(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots, const 
 
 // Runs one pass and then the callbacks queued during it. On failure, the nodes the pass released remember the error.
 void run_pass(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots, const std::vector<Tensor>& root_grads) {
-  BRAID_CHECK(!g_callbacks, "backward: a backward pass is already running on this thread (re-entrant backward "
+  BRAID_CHECK(!g_callbacks,
+              "backward: a backward pass is already running on this thread (re-entrant backward "
               "from a hook is not supported)");
   std::vector<std::function<void()>> callbacks;
   g_callbacks = &callbacks;

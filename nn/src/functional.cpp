@@ -47,13 +47,13 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   bool na = a.requires_grad(), nb = b.requires_grad();
   // Each side's gradient reads the other side only.
   Tensor sa = nb ? a.detach() : Tensor(), sb = na ? b.detach() : Tensor();
-  return record(
-      "MulBackward", out, {a, b},
-      [sa, sb, shape_a = a.shape(), shape_b = b.shape()](const Tensor& g) {
-        return std::vector<Tensor>{sb.defined() ? ops::sum_to(ops::binary(BinaryOp::Mul, g, sb), shape_a) : Tensor(),
-                                   sa.defined() ? ops::sum_to(ops::binary(BinaryOp::Mul, g, sa), shape_b) : Tensor()};
-      },
-      {sa, sb});
+  return record("MulBackward", out, {a, b},
+                [sa, sb, shape_a = a.shape(), shape_b = b.shape()](const Tensor& g) {
+                  return std::vector<Tensor>{
+                      sb.defined() ? ops::sum_to(ops::binary(BinaryOp::Mul, g, sb), shape_a) : Tensor(),
+                      sa.defined() ? ops::sum_to(ops::binary(BinaryOp::Mul, g, sa), shape_b) : Tensor()};
+                },
+                {sa, sb});
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
@@ -97,10 +97,12 @@ Tensor pow(const Tensor& a, double e) {
   check_floating("pow", a);
   Tensor out = ops::pow_scalar(a, e);
   if (!any_requires_grad({a})) return out;
-  return record("PowScalarBackward", out, {a}, [a = a.detach(), e](const Tensor& g) {
-    Tensor d = e == 2.0 ? ops::affine(a, 2.0, 0.0) : ops::affine(ops::pow_scalar(a, e - 1), e, 0.0);
-    return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, d)};
-  }, {a});
+  return record("PowScalarBackward", out, {a},
+                [a = a.detach(), e](const Tensor& g) {
+                  Tensor d = e == 2.0 ? ops::affine(a, 2.0, 0.0) : ops::affine(ops::pow_scalar(a, e - 1), e, 0.0);
+                  return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, d)};
+                },
+                {a});
 }
 
 namespace {
@@ -134,39 +136,37 @@ Tensor neg(const Tensor& a) {
 Tensor exp(const Tensor& a) {
   Tensor out = ops::unary(UnaryOp::Exp, a);
   if (!any_requires_grad({a})) return out;
-  return record(
-      "ExpBackward", out, {a},
-      [y = out.detach()](const Tensor& g) { return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, y)}; }, {out});
+  return record("ExpBackward", out, {a},
+                [y = out.detach()](const Tensor& g) { return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, y)}; },
+                {out});
 }
 
 Tensor log(const Tensor& a) {
   Tensor out = ops::unary(UnaryOp::Log, a);
   if (!any_requires_grad({a})) return out;
-  return record(
-      "LogBackward", out, {a},
-      [a = a.detach()](const Tensor& g) { return std::vector<Tensor>{ops::binary(BinaryOp::Div, g, a)}; }, {a});
+  return record("LogBackward", out, {a},
+                [a = a.detach()](const Tensor& g) { return std::vector<Tensor>{ops::binary(BinaryOp::Div, g, a)}; },
+                {a});
 }
 
 Tensor sqrt(const Tensor& a) {
   Tensor out = ops::unary(UnaryOp::Sqrt, a);
   if (!any_requires_grad({a})) return out;
-  return record(
-      "SqrtBackward", out, {a},
-      [y = out.detach()](const Tensor& g) {
-        return std::vector<Tensor>{ops::binary(BinaryOp::Div, g, ops::affine(y, 2, 0))};
-      },
-      {out});
+  return record("SqrtBackward", out, {a},
+                [y = out.detach()](const Tensor& g) {
+                  return std::vector<Tensor>{ops::binary(BinaryOp::Div, g, ops::affine(y, 2, 0))};
+                },
+                {out});
 }
 
 Tensor abs(const Tensor& a) {
   Tensor out = ops::unary(UnaryOp::Abs, a);
   if (!any_requires_grad({a})) return out;
-  return record(
-      "AbsBackward", out, {a},
-      [a = a.detach()](const Tensor& g) {
-        return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, ops::unary(UnaryOp::Sign, a))};
-      },
-      {a});
+  return record("AbsBackward", out, {a},
+                [a = a.detach()](const Tensor& g) {
+                  return std::vector<Tensor>{ops::binary(BinaryOp::Mul, g, ops::unary(UnaryOp::Sign, a))};
+                },
+                {a});
 }
 
 Tensor clamp(const Tensor& a, double lo, double hi) {
@@ -183,10 +183,9 @@ Tensor activation(UnaryOp op, ops::ActivationBackward bop, bool save_output, con
   Tensor out = ops::unary(op, a);
   if (!any_requires_grad({a})) return out;
   Tensor saved = save_output ? out.detach() : a.detach();
-  return record(
-      name, out, {a},
-      [bop, saved](const Tensor& g) { return std::vector<Tensor>{ops::activation_backward(bop, g, saved)}; },
-      {saved});
+  return record(name, out, {a},
+                [bop, saved](const Tensor& g) { return std::vector<Tensor>{ops::activation_backward(bop, g, saved)}; },
+                {saved});
 }
 }  // namespace
 
@@ -421,16 +420,15 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
   Tensor out = ops::index_select(a, dim, index);
   if (!any_requires_grad({a})) return out;
   int64_t d = dim < 0 ? dim + a.dim() : dim;
-  return record(
-      "IndexSelectBackward", out, {a},
-      [s = a.shape(), d, index = index.detach()](const Tensor& g) {
-        if (d == 0) return std::vector<Tensor>{ops::index_add(s, index, g)};
-        Shape ts = s;
-        std::swap(ts[0], ts[d]);
-        Tensor gt = ops::index_add(ts, index, ops::contiguous(ops::transpose(g, 0, d)));
-        return std::vector<Tensor>{ops::contiguous(ops::transpose(gt, 0, d))};
-      },
-      {index});
+  return record("IndexSelectBackward", out, {a},
+                [s = a.shape(), d, index = index.detach()](const Tensor& g) {
+                  if (d == 0) return std::vector<Tensor>{ops::index_add(s, index, g)};
+                  Shape ts = s;
+                  std::swap(ts[0], ts[d]);
+                  Tensor gt = ops::index_add(ts, index, ops::contiguous(ops::transpose(g, 0, d)));
+                  return std::vector<Tensor>{ops::contiguous(ops::transpose(gt, 0, d))};
+                },
+                {index});
 }
 
 Tensor to_dtype(const Tensor& a, DType dtype) {
@@ -519,9 +517,7 @@ Tensor softmax(const Tensor& a, int64_t dim) {
   if (!any_requires_grad({a})) return out;
   return record(
       "SoftmaxBackward", out, {a},
-      [y = out.detach(), dim](const Tensor& g) {
-        return std::vector<Tensor>{ops::softmax_backward(g, y, dim, false)};
-      },
+      [y = out.detach(), dim](const Tensor& g) { return std::vector<Tensor>{ops::softmax_backward(g, y, dim, false)}; },
       {out});
 }
 
@@ -530,9 +526,7 @@ Tensor log_softmax(const Tensor& a, int64_t dim) {
   if (!any_requires_grad({a})) return out;
   return record(
       "LogSoftmaxBackward", out, {a},
-      [y = out.detach(), dim](const Tensor& g) {
-        return std::vector<Tensor>{ops::softmax_backward(g, y, dim, true)};
-      },
+      [y = out.detach(), dim](const Tensor& g) { return std::vector<Tensor>{ops::softmax_backward(g, y, dim, true)}; },
       {out});
 }
 
@@ -580,12 +574,11 @@ Tensor nll_impl(const char* name, const Tensor& x, const Tensor& target, Reducti
                                              : ops::mean(per);
   if (!autograd::any_requires_grad({x})) return out;
   double scale = reduction == Reduction::Mean ? 1.0 / double(std::max<int64_t>(n, 1)) : 1.0;
-  return record(
-      fused ? "CrossEntropyBackward" : "NllLossBackward", out, {x},
-      [lp = lp.detach(), target = target.detach(), scale, fused](const Tensor& g) {
-        return std::vector<Tensor>{ops::nll_backward(lp, target, g, scale, fused)};
-      },
-      {lp, target});
+  return record(fused ? "CrossEntropyBackward" : "NllLossBackward", out, {x},
+                [lp = lp.detach(), target = target.detach(), scale, fused](const Tensor& g) {
+                  return std::vector<Tensor>{ops::nll_backward(lp, target, g, scale, fused)};
+                },
+                {lp, target});
 }
 }  // namespace
 

@@ -107,7 +107,7 @@ TEST(AutogradGrad, FiresNoPostAccumulateHookAndLeavesRetainedGradsAlone) {
 TEST(AutogradGrad, RunsOnlyThePartOfTheGraphItNeeds) {
   Tensor x = leaf({1, 2, 3});
   int below = 0, between = 0, side = 0;
-  Tensor h = counted(x * 2.0, below);  // below the input h
+  Tensor h = counted(x * 2.0, below);                                    // below the input h
   Tensor loss = sum(counted(h, between) * 3.0) + sum(counted(x, side));  // side: a branch not through h
   std::vector<Tensor> g = autograd::grad({loss}, {h}, {}, /*retain_graph=*/true);
   EXPECT_EQ(values(g[0]), (std::vector<double>{3, 3, 3}));

@@ -174,7 +174,9 @@ TEST(AutogradHooks, HandlesRemoveTheirHook) {
 TEST(AutogradHooks, DroppingAHandleKeepsTheHookAndAScopedHandleRemovesIt) {
   Tensor x = leaf({1});
   int calls = 0;
-  { autograd::HookHandle dropped = x.register_post_accumulate_grad_hook([&](const Tensor&) { ++calls; }); }
+  {
+    autograd::HookHandle dropped = x.register_post_accumulate_grad_hook([&](const Tensor&) { ++calls; });
+  }
   {
     autograd::ScopedHookHandle scoped = x.register_post_accumulate_grad_hook([&](const Tensor&) { calls += 100; });
     EXPECT_EQ(autograd_meta(x).post_accumulate_grad_hooks.size(), 2u);
