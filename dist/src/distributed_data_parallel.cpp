@@ -3,13 +3,15 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <string>
 #include <sstream>
 #include <tuple>
 
 #include "braid/core/creation.h"
 #include "braid/core/ops.h"
+#include "braid/dist/init.h"
 #include "braid/nn/autograd.h"
-#include "process_group_impl.h"
+#include "wait_follows_hint.h"
 
 namespace braid::dist {
 
@@ -18,6 +20,12 @@ namespace {
 // The contiguous run of `flat` that starts `offset` elements in, shaped as `shape` (it shares the storage).
 Tensor slot_view(const Tensor& flat, int64_t offset, const Shape& shape) {
   return make_tensor(flat.storage(), shape, contiguous_strides(shape), flat.offset() + offset, flat.dtype());
+}
+
+std::string ranks_list(const std::vector<int>& ranks) {
+  std::string out;
+  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
+  return out;
 }
 
 }  // namespace
@@ -243,8 +251,12 @@ struct DistributedDataParallel::State {
 
 DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared_ptr<ProcessGroup> group,
                                                  DDPOptions options)
-    : module_(module), group_(group ? std::move(group) : world()), options_(options) {
-  BRAID_CHECK(group_, "DistributedDataParallel: no process group (call braid::dist::init() first, or pass a group)");
+    : module_(module), group_(std::move(group)), options_(options) {
+  BRAID_CHECK(group_, "DistributedDataParallel: the process group is null; pass braid::dist::world() or the ",
+              "data-parallel group from new_group()");
+  BRAID_CHECK(group_->is_member(), "DistributedDataParallel: this rank (global ", dist::rank(),
+              ") is not a member of the data-parallel group [", ranks_list(group_->ranks()),
+              "]; only the group's ranks may wrap their model in it");
   state_ = std::make_shared<State>();
   State& s = *state_;
   s.group = group_;

@@ -1,7 +1,9 @@
 // The ProcessGroup users hold: it validates every call (so a bad argument throws on the caller's thread, before any
-// communication), then routes it by device: CPU tensors to the group's MPI backend, CUDA tensors to its NCCL
-// backend (made on the first CUDA operation). A single process (not launched by mpirun) gets a group of one rank
-// whose collectives are local copies. world() and new_group() live here too.
+// communication), bumps the version of the tensors the operation writes, then routes it by device: CPU tensors to
+// the group's MPI backend, CUDA tensors to its NCCL backend (made with the group when every local rank has a GPU of
+// its own, else on the first CUDA operation). A single process (not launched by mpirun) gets a group of one rank
+// whose collectives are local copies. The non-member group, world(), new_group() and the blocking forms live here
+// too.
 #include "braid/dist/process_group.h"
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <thread>
 
+#include "braid/core/cuda.h"
 #include "braid/core/ops.h"
 #include "process_group_impl.h"
 
@@ -30,6 +33,14 @@ const char* op_name(OpKind op) {
       return "all_gather";
     case OpKind::ReduceScatter:
       return "reduce_scatter";
+    case OpKind::Reduce:
+      return "reduce";
+    case OpKind::Gather:
+      return "gather";
+    case OpKind::Scatter:
+      return "scatter";
+    case OpKind::AllToAll:
+      return "all_to_all";
     case OpKind::Send:
       return "send";
     case OpKind::Recv:
@@ -107,6 +118,14 @@ std::string describe(const Signature& s) {
       return name + "(" + describe_tensor(s.a) + " -> " + describe_tensor(s.b) + ")";
     case OpKind::ReduceScatter:
       return name + "(" + reduce + ", " + describe_tensor(s.a) + " -> " + describe_tensor(s.b) + ")";
+    case OpKind::Reduce:
+      return name + "(" + reduce + ", " + describe_tensor(s.a) + ", dst " + std::to_string(s.root) + ")";
+    case OpKind::Gather:
+      return name + "(" + describe_tensor(s.a) + ", dst " + std::to_string(s.root) + ")";
+    case OpKind::Scatter:
+      return name + "(" + describe_tensor(s.a) + ", src " + std::to_string(s.root) + ")";
+    case OpKind::AllToAll:
+      return name + "(" + describe_tensor(s.a) + " -> " + describe_tensor(s.b) + ")";
     case OpKind::Send:
       return name + "(" + describe_tensor(s.a) + ", dst " + std::to_string(s.root) + ", tag " + std::to_string(s.tag) +
              ")";
@@ -117,6 +136,18 @@ std::string describe(const Signature& s) {
       return name + "()";
   }
   return name;
+}
+
+std::string describe_batch(const std::vector<P2POp>& ops) {
+  std::string out = "batch_isend_irecv(";
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const P2POp& op = ops[i];
+    bool is_send = op.kind == P2POp::Kind::ISend;
+    std::string tensor = op.tensor.defined() ? describe_tensor(tensor_signature(op.tensor)) : "undefined";
+    out += std::string(i ? ", " : "") + (is_send ? "isend(" : "irecv(") + tensor + (is_send ? ", dst " : ", src ") +
+           std::to_string(op.peer) + ", tag " + std::to_string(op.tag) + ")";
+  }
+  return out + ")";
 }
 
 // ---- Work ----
@@ -133,7 +164,7 @@ void ThreadWork::complete(std::exception_ptr error) {
 void ThreadWork::wait() {
   if (!done_.load(std::memory_order_acquire)) {
     // Not started yet and next in line: running it here saves two thread hand-offs.
-    if (auto runner = runner_.lock()) runner->run_inline(*this);
+    if (runner_ && !runner_->run_inline(*this)) runner_->wake();
   }
   if (!done_.load(std::memory_order_acquire)) {
     const Runtime& rt = runtime();
@@ -150,6 +181,23 @@ void ThreadWork::wait() {
       abort_on_timeout(description(), rank_);
   }
   if (error_) std::rethrow_exception(error_);
+}
+
+// Never runs the operation inline (a collective cannot be left once started, so the wait could not end in time).
+bool ThreadWork::wait(std::chrono::milliseconds timeout) {
+  if (!done_.load(std::memory_order_acquire)) {
+    if (runner_) runner_->wake();
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!cv_.wait_for(lock, timeout, [&] { return done_.load(std::memory_order_acquire); })) return false;
+  }
+  if (error_) std::rethrow_exception(error_);
+  return true;
+}
+
+std::exception_ptr ThreadWork::exception() {
+  if (!done_.load(std::memory_order_acquire)) return nullptr;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
 }
 
 void abort_on_timeout(const std::string& what, int global_rank) {
@@ -191,13 +239,20 @@ void shutdown_backends(bool at_exit) {
       if (auto b = w.lock()) live.push_back(std::move(b));
     r.backends.clear();
   }
-  // Newest first: NCCL backends (made lazily) go before the MPI communicators they were bootstrapped over.
+  // Newest first: NCCL backends go before the MPI communicators they were bootstrapped over.
   for (auto it = live.rbegin(); it != live.rend(); ++it) (*it)->shutdown(at_exit);
+  CommThread::instance().stop();
 }
 
 std::shared_ptr<ProcessGroup>& world_slot() {
   static auto* slot = new std::shared_ptr<ProcessGroup>();  // never destroyed, like the runtime state
   return *slot;
+}
+
+std::string ranks_str(const std::vector<int>& ranks) {
+  std::string out = "[";
+  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
+  return out + "]";
 }
 
 namespace {
@@ -218,9 +273,13 @@ void check_pair(const char* op, const Tensor& output, const Tensor& input) {
               input.device());
 }
 
-void check_peer(const char* op, const char* role, int peer, int rank, int size, int tag) {
-  BRAID_CHECK(peer >= 0 && peer < size, op, ": ", role, " ", peer, " is not a rank of this group (ranks 0..", size - 1,
+void check_root(const char* op, const char* role, int root, int size) {
+  BRAID_CHECK(root >= 0 && root < size, op, ": ", role, " ", root, " is not a rank of this group (ranks 0..", size - 1,
               ")");
+}
+
+void check_peer(const char* op, const char* role, int peer, int rank, int size, int tag) {
+  check_root(op, role, peer, size);
   BRAID_CHECK(peer != rank, op, ": ", role, " ", peer, " is this process's own rank; a rank cannot ", op, " to itself");
   BRAID_CHECK(tag >= 0, op, ": tag must be non-negative, got ", tag);
 }
@@ -230,6 +289,20 @@ bool overlaps(const Tensor& a, const Tensor& b) {
   auto* pb = static_cast<const char*>(b.raw_data());
   size_t na = size_t(a.numel()) * element_size(a.dtype()), nb = size_t(b.numel()) * element_size(b.dtype());
   return na && nb && pa < pb + nb && pb < pa + na;
+}
+
+const void* chunk_address(const Tensor& t, int64_t chunk_numel, int index) {
+  return static_cast<const char*>(t.raw_data()) + size_t(chunk_numel) * size_t(index) * element_size(t.dtype());
+}
+
+// `whole` holds `size` chunks of `part`'s size (gather's output, scatter's input); `part` may be chunk `index`.
+void check_chunks(const char* op, const char* whole_role, const Tensor& whole, const Tensor& part, int size,
+                  int index) {
+  BRAID_CHECK(whole.numel() == part.numel() * size, op, ": ", whole_role, " has ", whole.numel(),
+              " elements, expected ", part.numel() * size, " (", size, " ranks x ", part.numel(), ")");
+  bool own_chunk = part.raw_data() == chunk_address(whole, part.numel(), index);
+  BRAID_CHECK(own_chunk || !overlaps(whole, part), op, ": the ", whole_role, " overlaps the other tensor (which may ",
+              "only be its own chunk, chunk ", index, ")");
 }
 
 // One process, no MPI: every collective over a group of one rank is the identity (avg divides by one).
@@ -245,14 +318,31 @@ class LocalBackend : public Backend {
     copy_flat(output, input);
     return done(OpKind::ReduceScatter, op, input, -1, output);
   }
+  WorkHandle reduce(const Tensor& t, int, ReduceOp op) override { return done(OpKind::Reduce, op, t, 0); }
+  WorkHandle gather(const Tensor& output, const Tensor& input, int) override {
+    copy_flat(output, input);
+    return done(OpKind::Gather, ReduceOp::Sum, input, 0);
+  }
+  WorkHandle scatter(const Tensor& output, const Tensor& input, int) override {
+    copy_flat(output, input);
+    return done(OpKind::Scatter, ReduceOp::Sum, output, 0);
+  }
+  WorkHandle all_to_all(const Tensor& output, const Tensor& input) override {
+    copy_flat(output, input);
+    return done(OpKind::AllToAll, ReduceOp::Sum, input, -1, output);
+  }
   WorkHandle send(const Tensor&, int, int) override { BRAID_FAIL("send: a single process has no peer"); }
   WorkHandle recv(const Tensor&, int, int) override { BRAID_FAIL("recv: a single process has no peer"); }
+  WorkHandle batch_isend_irecv(const std::vector<P2POp>&) override {
+    BRAID_FAIL("batch_isend_irecv: a single process has no peer");
+  }
   WorkHandle barrier() override { return std::make_shared<CompletedWork>("barrier()"); }
   void shutdown(bool) override {}
 
  private:
+  // Bumps dst's version once either way (copy_ bumps it), as the other backends' operations do.
   static void copy_flat(const Tensor& dst, const Tensor& src) {
-    if (dst.raw_data() == src.raw_data()) return;
+    if (dst.raw_data() == src.raw_data()) return dst.bump_version();
     ops::copy_(ops::reshape(dst, {dst.numel()}), ops::reshape(src, {src.numel()}));
   }
   static WorkHandle done(OpKind op, ReduceOp reduce, const Tensor& a, int root = -1, const Tensor& b = Tensor()) {
@@ -260,7 +350,47 @@ class LocalBackend : public Backend {
   }
 };
 
-// ---- the group users hold ----
+// ---- the groups users hold ----
+
+// What new_group gives a rank outside its list: it knows the members, and every operation throws.
+class NonMemberGroup : public ProcessGroup {
+ public:
+  explicit NonMemberGroup(std::vector<int> ranks) : ranks_(std::move(ranks)) {}
+  bool is_member() const override { return false; }
+  int rank() const override { return -1; }
+  int size() const override { return int(ranks_.size()); }
+  const std::vector<int>& ranks() const override { return ranks_; }
+
+  WorkHandle all_reduce(const Tensor&, ReduceOp) override { refuse("all_reduce"); }
+  WorkHandle broadcast(const Tensor&, int) override { refuse("broadcast"); }
+  WorkHandle all_gather(const Tensor&, const Tensor&) override { refuse("all_gather"); }
+  WorkHandle reduce_scatter(const Tensor&, const Tensor&, ReduceOp) override { refuse("reduce_scatter"); }
+  WorkHandle reduce(const Tensor&, int, ReduceOp) override { refuse("reduce"); }
+  WorkHandle gather(const Tensor&, const Tensor&, int) override { refuse("gather"); }
+  WorkHandle scatter(const Tensor&, const Tensor&, int) override { refuse("scatter"); }
+  WorkHandle all_to_all(const Tensor&, const Tensor&) override { refuse("all_to_all"); }
+  WorkHandle send(const Tensor&, int, int) override { refuse("send"); }
+  WorkHandle recv(const Tensor&, int, int) override { refuse("recv"); }
+  WorkHandle batch_isend_irecv(const std::vector<P2POp>&) override { refuse("batch_isend_irecv"); }
+  WorkHandle barrier() override { refuse("barrier"); }
+
+ private:
+  [[noreturn]] void refuse(const char* op) const {
+    BRAID_FAIL(op, ": this rank (global ", runtime().rank, ") is not a member of group ", ranks_str(ranks_),
+               " (new_group gave it a non-member group; only the listed ranks may use it)");
+  }
+  std::vector<int> ranks_;
+};
+
+// NCCL communicators are made with the group when every rank of this host has a GPU of its own (NCCL refuses two
+// ranks of one communicator on one device); otherwise on the group's first CUDA operation.
+bool nccl_with_the_group() {
+#if BRAID_WITH_NCCL
+  return cuda::is_available() && cuda::device_count() >= runtime().local_size;
+#else
+  return false;
+#endif
+}
 
 class DispatchingProcessGroup : public ProcessGroup {
  public:
@@ -271,6 +401,7 @@ class DispatchingProcessGroup : public ProcessGroup {
       rank_ = mpi_->rank();
       size_ = mpi_->size();
       register_backend(mpi_);
+      if (nccl_with_the_group()) nccl_for(runtime().local_rank % cuda::device_count(), "new_group");
     } else {
       local_ = std::make_shared<LocalBackend>();
     }
@@ -282,14 +413,17 @@ class DispatchingProcessGroup : public ProcessGroup {
 
   WorkHandle all_reduce(const Tensor& tensor, ReduceOp op) override {
     check_tensor("all_reduce", "input", tensor);
-    return route("all_reduce", tensor).all_reduce(tensor, op);
+    Backend& b = route("all_reduce", tensor);
+    tensor.bump_version();
+    return b.all_reduce(tensor, op);
   }
 
   WorkHandle broadcast(const Tensor& tensor, int root) override {
     check_tensor("broadcast", "input", tensor);
-    BRAID_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is not a rank of this group (ranks 0..",
-                size_ - 1, ")");
-    return route("broadcast", tensor).broadcast(tensor, root);
+    check_root("broadcast", "root", root, size_);
+    Backend& b = route("broadcast", tensor);
+    if (rank_ != root) tensor.bump_version();
+    return b.broadcast(tensor, root);
   }
 
   WorkHandle all_gather(const Tensor& output, const Tensor& input) override {
@@ -299,7 +433,9 @@ class DispatchingProcessGroup : public ProcessGroup {
     bool in_place = input.raw_data() == chunk_address(output, input.numel(), rank_);
     BRAID_CHECK(in_place || !overlaps(output, input), "all_gather: the input overlaps the output (it may only be ",
                 "the output's own chunk, chunk ", rank_, ")");
-    return route("all_gather", input).all_gather(output, input);
+    Backend& b = route("all_gather", input);
+    bump_unless_local(output);
+    return b.all_gather(output, input);
   }
 
   WorkHandle reduce_scatter(const Tensor& output, const Tensor& input, ReduceOp op) override {
@@ -307,7 +443,56 @@ class DispatchingProcessGroup : public ProcessGroup {
     BRAID_CHECK(input.numel() == output.numel() * size_, "reduce_scatter: input has ", input.numel(),
                 " elements, expected ", output.numel() * size_, " (", size_, " ranks x output's ", output.numel(), ")");
     BRAID_CHECK(size_ == 1 || !overlaps(output, input), "reduce_scatter: the output must not overlap the input");
-    return route("reduce_scatter", input).reduce_scatter(output, input, op);
+    Backend& b = route("reduce_scatter", input);
+    bump_unless_local(output);
+    return b.reduce_scatter(output, input, op);
+  }
+
+  WorkHandle reduce(const Tensor& tensor, int dst, ReduceOp op) override {
+    check_tensor("reduce", "input", tensor);
+    check_root("reduce", "dst", dst, size_);
+    Backend& b = route("reduce", tensor);
+    if (rank_ == dst) tensor.bump_version();
+    return b.reduce(tensor, dst, op);
+  }
+
+  WorkHandle gather(const Tensor& output, const Tensor& input, int dst) override {
+    check_tensor("gather", "input", input);
+    check_root("gather", "dst", dst, size_);
+    const bool root = rank_ == dst;
+    if (root) {
+      check_pair("gather", output, input);
+      check_chunks("gather", "output", output, input, size_, rank_);
+    }
+    Backend& b = route("gather", input);
+    if (root) bump_unless_local(output);
+    return b.gather(root ? output : Tensor(), input, dst);
+  }
+
+  WorkHandle scatter(const Tensor& output, const Tensor& input, int src) override {
+    check_tensor("scatter", "output", output);
+    check_root("scatter", "src", src, size_);
+    const bool root = rank_ == src;
+    if (root) {
+      check_pair("scatter", output, input);
+      check_chunks("scatter", "input", input, output, size_, rank_);
+    }
+    Backend& b = route("scatter", output);
+    bump_unless_local(output);
+    return b.scatter(output, root ? input : Tensor(), src);
+  }
+
+  WorkHandle all_to_all(const Tensor& output, const Tensor& input) override {
+    check_pair("all_to_all", output, input);
+    BRAID_CHECK(output.numel() == input.numel(), "all_to_all: output has ", output.numel(), " elements but input has ",
+                input.numel(), " (they must be equal)");
+    BRAID_CHECK(input.numel() % size_ == 0, "all_to_all: ", input.numel(), " elements do not split into ", size_,
+                " equal chunks (one per rank)");
+    BRAID_CHECK(!overlaps(output, input) || (size_ == 1 && output.raw_data() == input.raw_data()),
+                "all_to_all: the output must not overlap the input");
+    Backend& b = route("all_to_all", input);
+    bump_unless_local(output);
+    return b.all_to_all(output, input);
   }
 
   WorkHandle send(const Tensor& tensor, int dst, int tag) override {
@@ -319,7 +504,25 @@ class DispatchingProcessGroup : public ProcessGroup {
   WorkHandle recv(const Tensor& tensor, int src, int tag) override {
     check_tensor("recv", "output", tensor);
     check_peer("recv", "src", src, rank_, size_, tag);
-    return route("recv", tensor).recv(tensor, src, tag);
+    Backend& b = route("recv", tensor);
+    tensor.bump_version();
+    return b.recv(tensor, src, tag);
+  }
+
+  WorkHandle batch_isend_irecv(const std::vector<P2POp>& ops) override {
+    BRAID_CHECK(!ops.empty(), "batch_isend_irecv: the list of operations is empty");
+    for (const P2POp& op : ops) {
+      bool is_send = op.kind == P2POp::Kind::ISend;
+      const char* name = is_send ? "batch_isend_irecv: isend" : "batch_isend_irecv: irecv";
+      check_tensor(name, is_send ? "input" : "output", op.tensor);
+      check_peer(name, is_send ? "dst" : "src", op.peer, rank_, size_, op.tag);
+      BRAID_CHECK(op.tensor.device() == ops.front().tensor.device(), "batch_isend_irecv: tensors on ",
+                  ops.front().tensor.device(), " and ", op.tensor.device(), "; one batch goes over one device");
+    }
+    Backend& b = route("batch_isend_irecv", ops.front().tensor);
+    for (const P2POp& op : ops)
+      if (op.kind == P2POp::Kind::IRecv) op.tensor.bump_version();
+    return b.batch_isend_irecv(ops);
   }
 
   WorkHandle barrier() override {
@@ -329,26 +532,32 @@ class DispatchingProcessGroup : public ProcessGroup {
   }
 
  private:
-  static const void* chunk_address(const Tensor& t, int64_t chunk_numel, int index) {
-    return static_cast<const char*>(t.raw_data()) + size_t(chunk_numel) * size_t(index) * element_size(t.dtype());
+  // The single-process backend's copies bump the version themselves.
+  void bump_unless_local(const Tensor& t) const {
+    if (mpi_) t.bump_version();
   }
 
   Backend& route(const char* op, const Tensor& t) {
     require_running(op);
     if (!mpi_) return *local_;
     if (t.device().is_cpu()) return *mpi_;
+    return nccl_for(t.device().index, op);
+  }
+
+  // The group's NCCL backend for CUDA device `device`, made now if it does not exist yet.
+  Backend& nccl_for([[maybe_unused]] int device, [[maybe_unused]] const char* op) {
 #if BRAID_WITH_NCCL
     std::lock_guard<std::mutex> lock(nccl_mutex_);
     if (!nccl_) {
-      nccl_ = make_nccl_backend(mpi_, t.device().index, mpi_->global_rank());
+      nccl_ = make_nccl_backend(mpi_, device, mpi_->global_rank());
       register_backend(nccl_);
-      nccl_device_ = t.device().index;
+      nccl_device_ = device;
     }
-    BRAID_CHECK(t.device().index == nccl_device_, op, ": the tensor is on ", t.device(), " but this group's NCCL ",
+    BRAID_CHECK(device == nccl_device_, op, ": the tensor is on cuda:", device, " but this group's NCCL ",
                 "communicator was made for cuda:", nccl_device_, " (one device per rank and group)");
     return *nccl_;
 #else
-    BRAID_FAIL(op, ": the tensor is on ", t.device(),
+    BRAID_FAIL(op, ": the tensor is on cuda:", device,
                ", and this build of Braid has no NCCL backend to communicate "
                "CUDA tensors (it was built without CUDA or NCCL); move the tensor to the CPU first");
 #endif
@@ -368,12 +577,6 @@ class DispatchingProcessGroup : public ProcessGroup {
 
 std::shared_ptr<ProcessGroup> make_mpi_group(MPI_Comm comm, std::vector<int> global_ranks) {
   return std::make_shared<DispatchingProcessGroup>(std::make_shared<MpiBackend>(comm, global_ranks), global_ranks);
-}
-
-std::string ranks_str(const std::vector<int>& ranks) {
-  std::string out = "[";
-  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
-  return out + "]";
 }
 
 // Debug mode: every rank must pass the same list to new_group; exchange the lists over the world and compare.
@@ -415,26 +618,22 @@ std::shared_ptr<ProcessGroup> make_world_group() {
   return make_mpi_group(comm, std::move(all));
 }
 
-}  // namespace detail
-
-namespace detail {
 thread_local bool t_wait_follows = false;
+
 }  // namespace detail
 
 namespace {
 
-// Issues fn() on the group (the world when null) with the hint that the caller waits at once, then waits.
+// Issues fn() on the group with the hint that the caller waits at once, then waits. A null group is an error,
+// never the world: a rank that got no group must not join the world's collective.
 template <class Fn>
 void issue_and_wait(const std::shared_ptr<ProcessGroup>& group, const char* op, Fn&& fn) {
-  std::shared_ptr<ProcessGroup> g = group;
-  if (!g) {
-    detail::require_running(op);
-    g = detail::world_slot();
-  }
+  BRAID_CHECK(group, "braid::dist::", op, ": the group is null; pass braid::dist::world() for every rank, or a group ",
+              "from new_group()");
   WorkHandle work;
   {
     detail::WaitFollowsHint hint;
-    work = fn(*g);
+    work = fn(*group);
   }
   work->wait();
 }
@@ -453,6 +652,27 @@ void all_gather(const Tensor& output, const Tensor& input, const std::shared_ptr
 void reduce_scatter(const Tensor& output, const Tensor& input, ReduceOp op,
                     const std::shared_ptr<ProcessGroup>& group) {
   issue_and_wait(group, "reduce_scatter", [&](ProcessGroup& g) { return g.reduce_scatter(output, input, op); });
+}
+void reduce(const Tensor& tensor, int dst, ReduceOp op, const std::shared_ptr<ProcessGroup>& group) {
+  issue_and_wait(group, "reduce", [&](ProcessGroup& g) { return g.reduce(tensor, dst, op); });
+}
+void gather(const Tensor& output, const Tensor& input, int dst, const std::shared_ptr<ProcessGroup>& group) {
+  issue_and_wait(group, "gather", [&](ProcessGroup& g) { return g.gather(output, input, dst); });
+}
+void scatter(const Tensor& output, const Tensor& input, int src, const std::shared_ptr<ProcessGroup>& group) {
+  issue_and_wait(group, "scatter", [&](ProcessGroup& g) { return g.scatter(output, input, src); });
+}
+void all_to_all(const Tensor& output, const Tensor& input, const std::shared_ptr<ProcessGroup>& group) {
+  issue_and_wait(group, "all_to_all", [&](ProcessGroup& g) { return g.all_to_all(output, input); });
+}
+void send(const Tensor& tensor, int dst, int tag, const std::shared_ptr<ProcessGroup>& group) {
+  issue_and_wait(group, "send", [&](ProcessGroup& g) { return g.send(tensor, dst, tag); });
+}
+void recv(const Tensor& tensor, int src, int tag, const std::shared_ptr<ProcessGroup>& group) {
+  issue_and_wait(group, "recv", [&](ProcessGroup& g) { return g.recv(tensor, src, tag); });
+}
+void batch_isend_irecv(const std::vector<P2POp>& ops, const std::shared_ptr<ProcessGroup>& group) {
+  issue_and_wait(group, "batch_isend_irecv", [&](ProcessGroup& g) { return g.batch_isend_irecv(ops); });
 }
 void barrier(const std::shared_ptr<ProcessGroup>& group) {
   issue_and_wait(group, "barrier", [&](ProcessGroup& g) { return g.barrier(); });
@@ -479,7 +699,8 @@ std::shared_ptr<ProcessGroup> new_group(const std::vector<int>& ranks) {
   // the members of one group agree on it.
   static std::atomic<int> creations{0};
   int tag = creations++ % 32768;
-  if (std::find(ranks.begin(), ranks.end(), rt.rank) == ranks.end()) return nullptr;
+  if (std::find(ranks.begin(), ranks.end(), rt.rank) == ranks.end())
+    return std::make_shared<detail::NonMemberGroup>(ranks);
   if (!rt.mpi) return std::make_shared<detail::DispatchingProcessGroup>(nullptr, ranks);
 
   // MPI_Comm_create_group is collective over the members only, so ranks outside the list need not take part.

@@ -1,7 +1,8 @@
 // Private to dist/: what init.cpp and the process-group sources share. The process-wide state init() sets up, the
 // checked-call macro for MPI, the validation and descriptions every backend uses, and the backends themselves:
-// MpiBackend (CPU tensors; a communication thread per group running blocking MPI calls in issue order) and, when
-// built with NCCL, the NCCL backend (CUDA tensors; a stream per group).
+// MpiBackend (CPU tensors of one group; its operations run on this rank's one CommThread, shared by every group)
+// and, when built with NCCL, the NCCL backend (CUDA tensors; a stream per group for collectives, another for
+// point-to-point).
 #pragma once
 
 // Only MPI's C API: Open MPI's mpi.h would otherwise pull in its deprecated C++ bindings, which need libmpi_cxx.
@@ -29,6 +30,7 @@
 
 #include "braid/dist/init.h"
 #include "braid/dist/process_group.h"
+#include "wait_follows_hint.h"
 
 // Every MPI call goes through this: a failure throws braid::Error with the call, file:line and MPI_Error_string.
 #define BRAID_MPI_CHECK(call) ::braid::dist::detail::check_mpi((call), #call, __FILE__, __LINE__)
@@ -55,23 +57,24 @@ struct Runtime {
 
 Runtime& runtime();
 
-// Set by the blocking free functions (dist::all_reduce, ...) around issuing: the caller waits at once, so the MPI
-// backend leaves its communication thread asleep and lets the caller run the collective.
-extern thread_local bool t_wait_follows;
-// Sets t_wait_follows for the operations issued while it lives.
-class WaitFollowsHint {
- public:
-  explicit WaitFollowsHint(bool on = true) { t_wait_follows = on; }
-  ~WaitFollowsHint() { t_wait_follows = false; }
-  WaitFollowsHint(const WaitFollowsHint&) = delete;
-  WaitFollowsHint& operator=(const WaitFollowsHint&) = delete;
-};
 // Throws unless init() ran and finalize() did not; `what` names the caller.
 const Runtime& require_running(const char* what);
 
 // ---- operation signatures and descriptions (process_group.cpp) ----
 
-enum class OpKind : int32_t { AllReduce, Broadcast, AllGather, ReduceScatter, Send, Recv, Barrier };
+enum class OpKind : int32_t {
+  AllReduce,
+  Broadcast,
+  AllGather,
+  ReduceScatter,
+  Reduce,
+  Gather,
+  Scatter,
+  AllToAll,
+  Send,
+  Recv,
+  Barrier
+};
 
 const char* op_name(OpKind op);
 
@@ -90,10 +93,11 @@ struct TensorSignature {
 struct Signature {
   int32_t op = 0;
   int32_t reduce = 0;
-  int32_t root = -1;  // broadcast root, send's dst, recv's src (group ranks)
+  int32_t root = -1;  // broadcast/scatter root, reduce/gather dst, send's dst, recv's src (group ranks)
   int32_t tag = 0;
-  TensorSignature a;  // the tensor (all_gather/reduce_scatter: the input)
-  TensorSignature b;  // all_gather/reduce_scatter: the output
+  TensorSignature a;  // the tensor (all_gather/reduce_scatter/all_to_all: the input; gather: the input; scatter:
+                      // the output: what every rank passes alike)
+  TensorSignature b;  // all_gather/reduce_scatter/all_to_all: the output
   bool operator==(const Signature&) const = default;
 };
 static_assert(sizeof(Signature) == 16 + 2 * (16 + 8 * TensorSignature::kMaxDims + 8), "Signature must have no padding");
@@ -102,18 +106,23 @@ TensorSignature tensor_signature(const Tensor& t);
 Signature make_signature(OpKind op, ReduceOp reduce, int root, int tag, const Tensor& a, const Tensor& b = Tensor());
 // "all_reduce(sum, [4] float32)", "broadcast([4] float32, root 1)", "send([3] int64, dst 1, tag 0)", ...
 std::string describe(const Signature& s);
+// "batch_isend_irecv(isend([4] float32, dst 1, tag 0), irecv([4] float32, src 2, tag 0))"
+std::string describe_batch(const std::vector<P2POp>& ops);
 
 // ---- Work ----
 
 class ThreadWork;
 
-// Whoever queued a ThreadWork may let the thread that waits for it run it (see MpiBackend::run_inline).
+// Whoever queued a ThreadWork may let the thread that waits for it run it (see CommThread::run_inline).
 class InlineRunner {
  public:
   virtual ~InlineRunner() = default;
   // Runs `work`'s operation on the calling thread and returns true, or returns false if it cannot (already
   // started, or not next in line).
   virtual bool run_inline(ThreadWork& work) = 0;
+  // Makes sure the communication thread runs what is queued (an operation issued with the wait-follows hint does
+  // not wake it; a waiter that does not run it inline wakes it).
+  virtual void wake() = 0;
 };
 
 // A Work completed from another thread: wait() first offers to run the operation itself (InlineRunner), else
@@ -122,10 +131,13 @@ class InlineRunner {
 class ThreadWork : public Work {
  public:
   // The description is made from `sig` when asked for (not on every operation), unless `label` is given.
-  ThreadWork(const Signature& sig, std::string label, int global_rank, std::weak_ptr<InlineRunner> runner = {})
-      : sig_(sig), label_(std::move(label)), rank_(global_rank), runner_(std::move(runner)) {}
+  // `runner` (null or process-wide, never destroyed) may run the operation on the waiting thread.
+  ThreadWork(const Signature& sig, std::string label, int global_rank, InlineRunner* runner = nullptr)
+      : sig_(sig), label_(std::move(label)), rank_(global_rank), runner_(runner) {}
   void wait() override;
+  bool wait(std::chrono::milliseconds timeout) override;
   bool is_completed() override { return done_.load(std::memory_order_acquire); }
+  std::exception_ptr exception() override;
   std::string description() const override { return label_.empty() ? describe(sig_) : label_; }
   void complete(std::exception_ptr error = nullptr);
 
@@ -133,7 +145,7 @@ class ThreadWork : public Work {
   Signature sig_;
   std::string label_;
   int rank_;
-  std::weak_ptr<InlineRunner> runner_;
+  InlineRunner* runner_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::atomic<bool> done_{false};
@@ -145,11 +157,18 @@ class CompletedWork : public Work {
  public:
   explicit CompletedWork(std::string description) : description_(std::move(description)) {}
   void wait() override {}
+  bool wait(std::chrono::milliseconds) override { return true; }
   bool is_completed() override { return true; }
+  std::exception_ptr exception() override { return nullptr; }
   std::string description() const override { return description_; }
 
  private:
   std::string description_;
+};
+
+// Thrown by the debug checks: its message is already the whole story, so it is not prefixed with the operation.
+struct MismatchError : Error {
+  using Error::Error;
 };
 
 // Prints "braid::dist: <what> on rank R did not complete within T s; aborting the job" and ends the job.
@@ -165,58 +184,128 @@ class Backend {
   virtual WorkHandle broadcast(const Tensor& tensor, int root) = 0;
   virtual WorkHandle all_gather(const Tensor& output, const Tensor& input) = 0;
   virtual WorkHandle reduce_scatter(const Tensor& output, const Tensor& input, ReduceOp op) = 0;
+  virtual WorkHandle reduce(const Tensor& tensor, int dst, ReduceOp op) = 0;
+  // output is undefined on ranks other than dst, input on ranks other than src.
+  virtual WorkHandle gather(const Tensor& output, const Tensor& input, int dst) = 0;
+  virtual WorkHandle scatter(const Tensor& output, const Tensor& input, int src) = 0;
+  virtual WorkHandle all_to_all(const Tensor& output, const Tensor& input) = 0;
   virtual WorkHandle send(const Tensor& tensor, int dst, int tag) = 0;
   virtual WorkHandle recv(const Tensor& tensor, int src, int tag) = 0;
+  virtual WorkHandle batch_isend_irecv(const std::vector<P2POp>& ops) = 0;
   virtual WorkHandle barrier() = 0;
   // Finishes outstanding operations (aborting the job past the timeout) and releases the backend's resources;
   // later operations throw. `at_exit`: called from the atexit handler (other libraries may be torn down).
   virtual void shutdown(bool at_exit) = 0;
 };
 
-// CPU tensors over MPI. Owns `comm` (freed at shutdown). One communication thread runs the operations in issue
-// order: collectives as blocking MPI calls, send/recv as MPI_Isend/MPI_Irecv that the thread then polls, so a send
-// never blocks the collectives and receives issued after it (two ranks sending to each other do not deadlock).
+class MpiBackend;
+
+// One operation of an MpiBackend, queued on the CommThread.
+struct MpiTask {
+  MpiBackend* owner = nullptr;  // outlives the task: closing a backend waits for its tasks
+  Signature sig;
+  std::string label;  // set for internal operations and batches, which have no signature
+  std::string description() const { return label.empty() ? describe(sig) : label; }
+  bool check_signature = false;  // collectives in debug mode
+  std::shared_ptr<ThreadWork> work;
+  std::vector<Tensor> tensors;  // kept alive until the operation finished
+  std::function<void(MPI_Comm)> collective;
+  // send/recv: post the requests (in order), then check what arrived once all completed.
+  std::function<void(std::vector<MPI_Request>&)> start;
+  std::function<void(const std::vector<MPI_Status>&)> finish;
+};
+
+// The one communication thread of this rank, shared by every group's MpiBackend (a thread per group would not
+// scale to data x tensor x pipeline groups). It runs the tasks of all groups from one queue, in the order this
+// rank issued them: collectives as blocking MPI calls over their group's communicator, send/recv as
+// MPI_Isend/MPI_Irecv that it then polls between operations (and which progress inside the blocking collectives
+// too), so a pending transfer of one group neither blocks nor is starved by another group's collectives.
 // A caller that waits for a collective nobody has started yet, next in line, runs it on its own thread instead
-// (run_inline); the communication thread then watches the clock for it.
-class MpiBackend : public Backend, public InlineRunner, public std::enable_shared_from_this<MpiBackend> {
+// (run_inline); the thread then watches the clock for it. The thread starts with the first task and ends at
+// finalize().
+class CommThread : public InlineRunner {
+ public:
+  static CommThread& instance();  // never destroyed: finalize can run from atexit
+  WorkHandle enqueue(std::unique_ptr<MpiTask> task);
+  bool run_inline(ThreadWork& work) override;
+  void wake() override;
+  // Refuses `owner`'s new tasks and waits until its queued and pending ones completed (aborting the job past the
+  // timeout).
+  void close(MpiBackend& owner);
+  // Ends the thread once everything queued ran (finalize(), after every backend closed).
+  void stop();
+  // Threads started so far (one per process at most; the tests check that groups do not add any).
+  int threads_started() const { return threads_started_.load(); }
+
+ private:
+  struct PendingP2P;
+  CommThread() = default;
+  void run_loop();
+  std::pair<std::shared_ptr<ThreadWork>, std::exception_ptr> run_collective(MpiTask& task);
+  // Takes the next queued task if no one is running one (mutex_ held); null if it may not.
+  std::unique_ptr<MpiTask> take_next();
+  // Gives back the turn; `finished`: the owner whose task just completed (its count drops).
+  void release_turn();
+  void finished(MpiBackend* owner);
+  void start_p2p(std::unique_ptr<MpiTask> task);
+  bool poll_p2p();
+  void watch_inline();
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::condition_variable idle_cv_;  // a backend's last task completed, or the thread ended
+  std::deque<std::unique_ptr<MpiTask>> queue_;
+  std::atomic<size_t> queued_{0};
+  // A thread (this one or an inline waiter) is running a task taken from the queue: tasks run one at a time, in
+  // queue order, whoever runs them. Written under mutex_.
+  std::atomic<bool> busy_{false};
+  // While a waiter runs a collective inline: when it times out (steady_clock nanoseconds; 0 when none).
+  std::atomic<int64_t> inline_deadline_ns_{0};
+  bool stopping_ = false;
+  bool running_ = false;  // the thread exists
+  std::atomic<int> threads_started_{0};
+  std::vector<std::unique_ptr<PendingP2P>> pending_;  // only the communication thread touches it
+  std::string current_;                               // the task started last (named if a wait times out)
+  std::thread thread_;
+};
+
+// CPU tensors of one group over MPI. Owns `comm` (freed at shutdown); its operations run on the CommThread.
+class MpiBackend : public Backend {
  public:
   MpiBackend(MPI_Comm comm, std::vector<int> global_ranks);
   ~MpiBackend() override;
   int rank() const { return rank_; }
   int size() const { return size_; }
   int global_rank() const { return global_ranks_[size_t(rank_)]; }
+  MPI_Comm comm() const { return comm_; }
 
   WorkHandle all_reduce(const Tensor& tensor, ReduceOp op) override;
   WorkHandle broadcast(const Tensor& tensor, int root) override;
   WorkHandle all_gather(const Tensor& output, const Tensor& input) override;
   WorkHandle reduce_scatter(const Tensor& output, const Tensor& input, ReduceOp op) override;
+  WorkHandle reduce(const Tensor& tensor, int dst, ReduceOp op) override;
+  WorkHandle gather(const Tensor& output, const Tensor& input, int dst) override;
+  WorkHandle scatter(const Tensor& output, const Tensor& input, int src) override;
+  WorkHandle all_to_all(const Tensor& output, const Tensor& input) override;
   WorkHandle send(const Tensor& tensor, int dst, int tag) override;
   WorkHandle recv(const Tensor& tensor, int src, int tag) override;
+  WorkHandle batch_isend_irecv(const std::vector<P2POp>& ops) override;
   WorkHandle barrier() override;
   void shutdown(bool at_exit) override;
-  bool run_inline(ThreadWork& work) override;
 
-  // Runs fn(comm) on the communication thread, in order with the group's other operations (the NCCL backend
-  // broadcasts its unique id this way).
+  // Runs fn(comm) on the communication thread, in order with the other operations (the NCCL backend broadcasts
+  // its unique id this way).
   WorkHandle submit(std::string description, std::function<void(MPI_Comm)> fn);
   // Debug mode for the NCCL backend's collectives: compares `sig` across the group (MPI_Allgather on the
   // communication thread); the Work's wait() throws the mismatch.
   WorkHandle verify(const Signature& sig);
-
-  struct Task;
-  struct PendingP2P;
+  // Debug mode: compares `mine` across the group and throws the mismatch, naming every rank (communication thread).
+  void check_signatures(const Signature& mine);
 
  private:
-  WorkHandle enqueue(std::unique_ptr<Task> task);
-  void run_loop();
-  // Runs a collective; returns its Work and error, for the caller to complete once it has given back the turn.
-  std::pair<std::shared_ptr<ThreadWork>, std::exception_ptr> run_collective(Task& task);
-  // Takes the next queued task if no one is running one (mutex_ held); null if it may not.
-  std::unique_ptr<Task> take_next();
-  void release_turn();
-  void start_p2p(std::unique_ptr<Task> task);
-  bool poll_p2p();
-  void check_signatures(const Signature& mine);
+  friend class CommThread;
+  WorkHandle enqueue(std::unique_ptr<MpiTask> task);
+  WorkHandle p2p(Signature sig, std::string label, const std::vector<P2POp>& ops);
 
   MPI_Comm comm_;
   MPI_Comm debug_comm_ = MPI_COMM_NULL;  // debug mode: send/recv signatures travel here
@@ -224,29 +313,15 @@ class MpiBackend : public Backend, public InlineRunner, public std::enable_share
   int rank_ = 0;
   int size_ = 0;
   int tag_ub_ = 32767;
-
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<std::unique_ptr<Task>> queue_;
-  std::atomic<size_t> queued_{0};
-  // A thread (the communication thread or an inline waiter) is running a task taken from the queue: tasks run one
-  // at a time, in queue order, whoever runs them. Written under mutex_.
-  std::atomic<bool> busy_{false};
-  // While a waiter runs a collective inline: when it times out (steady_clock nanoseconds; 0 when none).
-  std::atomic<int64_t> inline_deadline_ns_{0};
-  bool stopping_ = false;
-  bool stopped_ = false;  // shutdown finished: no thread, no communicator
-  std::condition_variable idle_cv_;
-  bool thread_done_ = false;
-  std::vector<std::unique_ptr<PendingP2P>> pending_;  // only the communication thread touches it
-  Signature current_sig_;                             // the operation started last (named if finalize times out)
-  std::string current_label_;
-  std::thread thread_;
+  // Guarded by the CommThread's mutex.
+  bool closed_ = false;
+  size_t outstanding_ = 0;  // tasks queued, running or pending
+  std::mutex shutdown_mutex_;
+  bool stopped_ = false;  // shutdown finished: no communicator
 };
 
 #if BRAID_WITH_NCCL
-// CUDA tensors over NCCL on `device`; the NCCL unique id of group rank 0 reaches the others over `mpi` (null in a
-// single process, where the group has one rank).
+// CUDA tensors over NCCL on `device`; the NCCL unique id of group rank 0 reaches the others over `mpi`.
 std::shared_ptr<Backend> make_nccl_backend(std::shared_ptr<MpiBackend> mpi, int device, int global_rank);
 #endif
 
@@ -256,7 +331,9 @@ std::shared_ptr<Backend> make_nccl_backend(std::shared_ptr<MpiBackend> mpi, int 
 std::shared_ptr<ProcessGroup> make_world_group();
 // Every backend of every group, so finalize() can shut them down before MPI_Finalize.
 void register_backend(const std::shared_ptr<Backend>& backend);
+// Shuts every backend down, then the communication thread.
 void shutdown_backends(bool at_exit);
 std::shared_ptr<ProcessGroup>& world_slot();
+std::string ranks_str(const std::vector<int>& ranks);
 
 }  // namespace braid::dist::detail

@@ -1,18 +1,26 @@
-// The NCCL backend (built with BRAID_WITH_NCCL): CUDA tensors of a group go over one NCCL communicator, made on the
-// group's first CUDA operation (group rank 0's ncclGetUniqueId reaches the others by MPI_Bcast over the group's
-// communicator) for the device of that tensor, with a stream of its own. Each operation first waits (cudaEvent) for
-// the work already queued on Braid's compute stream of the device, so it reads finished values; Work::wait() makes
-// the compute stream wait for the operation's event in turn, without blocking the host (is_completed() asks the
-// event). NCCL has no tags: send/recv between two ranks match in issue order, and `tag` is ignored. The timeout does
-// not apply here (wait() never blocks); NCCL's own asynchronous errors are reported by wait().
+// The NCCL backend (built with BRAID_WITH_NCCL): CUDA tensors of a group go over one NCCL communicator, made with
+// the group when every local rank has a GPU of its own, else on its first CUDA operation (group rank 0's
+// ncclGetUniqueId reaches the others by MPI_Bcast over the group's communicator). Collectives run on one stream of
+// the group's, point-to-point operations on another, so a receive waiting for its sender cannot hold back the
+// collectives issued after it (DDP's all-reduces behind a pipeline's pending recv). Each operation first waits
+// (cudaEvent) for the work already queued on Braid's compute stream of the device, so it reads finished values;
+// Work::wait() makes the compute stream wait for the operation's event in turn, without blocking the host
+// (is_completed() asks the event; wait(timeout) polls it). gather, scatter and all_to_all are ncclSend/ncclRecv
+// pairs inside one ncclGroupStart/End. NCCL has no tags: messages between two ranks match in issue order per peer,
+// so the k-th send to a peer must meet that peer's k-th receive from this rank with the same tag; in debug mode
+// every send/recv's signature (tag included) crosses over MPI in that same order and a mismatch throws. The timeout
+// does not apply to wait() here (it never blocks); NCCL's own asynchronous errors are reported by wait().
 //
 // Uses braid::cuda::current_stream(device) (braid/core/cuda.h) for the compute stream.
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
+#include "braid/core/creation.h"
 #include "braid/core/cuda.h"
 #include "braid/kernels/cuda/check.h"
 #include "process_group_impl.h"
@@ -79,7 +87,9 @@ class NcclWork : public Work {
   NcclWork(std::shared_ptr<NcclBackend> backend, std::string description, std::vector<Tensor> tensors);
   ~NcclWork() override;
   void wait() override;
+  bool wait(std::chrono::milliseconds timeout) override;
   bool is_completed() override;
+  std::exception_ptr exception() override;
   std::string description() const override { return description_; }
   cudaEvent_t event() const { return done_; }
 
@@ -124,6 +134,7 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
     DeviceGuard guard(device_);
     BRAID_NCCL_CHECK(ncclCommInitRank(&comm_, size_, boot->id, rank_));
     BRAID_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    BRAID_CUDA_CHECK(cudaStreamCreateWithFlags(&p2p_stream_, cudaStreamNonBlocking));
     BRAID_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
   }
 
@@ -136,44 +147,121 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
   }
 
   WorkHandle all_reduce(const Tensor& t, ReduceOp op) override {
-    return launch(make_signature(OpKind::AllReduce, op, -1, 0, t), {t}, true, [&](cudaStream_t s) {
+    return collective(make_signature(OpKind::AllReduce, op, -1, 0, t), {t}, [&](cudaStream_t s) {
       BRAID_NCCL_CHECK(
           ncclAllReduce(t.raw_data(), t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), nccl_op(op), comm_, s));
     });
   }
 
   WorkHandle broadcast(const Tensor& t, int root) override {
-    return launch(make_signature(OpKind::Broadcast, ReduceOp::Sum, root, 0, t), {t}, true, [&](cudaStream_t s) {
+    return collective(make_signature(OpKind::Broadcast, ReduceOp::Sum, root, 0, t), {t}, [&](cudaStream_t s) {
       BRAID_NCCL_CHECK(
           ncclBroadcast(t.raw_data(), t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), root, comm_, s));
     });
   }
 
   WorkHandle all_gather(const Tensor& output, const Tensor& input) override {
-    return launch(make_signature(OpKind::AllGather, ReduceOp::Sum, -1, 0, input, output), {output, input}, true,
-                  [&](cudaStream_t s) {
-                    BRAID_NCCL_CHECK(ncclAllGather(input.raw_data(), output.raw_data(), size_t(input.numel()),
-                                                   nccl_dtype(input.dtype()), comm_, s));
-                  });
+    return collective(make_signature(OpKind::AllGather, ReduceOp::Sum, -1, 0, input, output), {output, input},
+                      [&](cudaStream_t s) {
+                        BRAID_NCCL_CHECK(ncclAllGather(input.raw_data(), output.raw_data(), size_t(input.numel()),
+                                                       nccl_dtype(input.dtype()), comm_, s));
+                      });
   }
 
   WorkHandle reduce_scatter(const Tensor& output, const Tensor& input, ReduceOp op) override {
-    return launch(make_signature(OpKind::ReduceScatter, op, -1, 0, input, output), {output, input}, true,
-                  [&](cudaStream_t s) {
-                    BRAID_NCCL_CHECK(ncclReduceScatter(input.raw_data(), output.raw_data(), size_t(output.numel()),
-                                                       nccl_dtype(input.dtype()), nccl_op(op), comm_, s));
-                  });
+    return collective(make_signature(OpKind::ReduceScatter, op, -1, 0, input, output), {output, input},
+                      [&](cudaStream_t s) {
+                        BRAID_NCCL_CHECK(ncclReduceScatter(input.raw_data(), output.raw_data(), size_t(output.numel()),
+                                                           nccl_dtype(input.dtype()), nccl_op(op), comm_, s));
+                      });
   }
 
-  WorkHandle send(const Tensor& t, int dst, int tag) override {
-    return launch(make_signature(OpKind::Send, ReduceOp::Sum, dst, tag, t), {t}, false, [&](cudaStream_t s) {
-      BRAID_NCCL_CHECK(ncclSend(t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), dst, comm_, s));
+  // Only dst's buffer receives (NCCL ignores recvbuff elsewhere), so the others' tensors stay as they were.
+  WorkHandle reduce(const Tensor& t, int dst, ReduceOp op) override {
+    return collective(make_signature(OpKind::Reduce, op, dst, 0, t), {t}, [&](cudaStream_t s) {
+      BRAID_NCCL_CHECK(ncclReduce(t.raw_data(), t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), nccl_op(op),
+                                  dst, comm_, s));
     });
   }
 
-  WorkHandle recv(const Tensor& t, int src, int tag) override {
-    return launch(make_signature(OpKind::Recv, ReduceOp::Sum, src, tag, t), {t}, false, [&](cudaStream_t s) {
-      BRAID_NCCL_CHECK(ncclRecv(t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), src, comm_, s));
+  WorkHandle gather(const Tensor& output, const Tensor& input, int dst) override {
+    const size_t count = size_t(input.numel());
+    return collective(make_signature(OpKind::Gather, ReduceOp::Sum, dst, 0, input), {output, input},
+                      [&](cudaStream_t s) {
+                        BRAID_NCCL_CHECK(ncclGroupStart());
+                        if (rank_ == dst) {
+                          for (int r = 0; r < size_; ++r) {
+                            if (r == rank_)
+                              copy_chunk(chunk(output, count, r), input.raw_data(), count, input.dtype(), s);
+                            else
+                              BRAID_NCCL_CHECK(
+                                  ncclRecv(chunk(output, count, r), count, nccl_dtype(input.dtype()), r, comm_, s));
+                          }
+                        } else {
+                          BRAID_NCCL_CHECK(ncclSend(input.raw_data(), count, nccl_dtype(input.dtype()), dst, comm_, s));
+                        }
+                        BRAID_NCCL_CHECK(ncclGroupEnd());
+                      });
+  }
+
+  WorkHandle scatter(const Tensor& output, const Tensor& input, int src) override {
+    const size_t count = size_t(output.numel());
+    return collective(make_signature(OpKind::Scatter, ReduceOp::Sum, src, 0, output), {output, input},
+                      [&](cudaStream_t s) {
+                        BRAID_NCCL_CHECK(ncclGroupStart());
+                        if (rank_ == src) {
+                          for (int r = 0; r < size_; ++r) {
+                            if (r == rank_)
+                              copy_chunk(output.raw_data(), chunk(input, count, r), count, output.dtype(), s);
+                            else
+                              BRAID_NCCL_CHECK(
+                                  ncclSend(chunk(input, count, r), count, nccl_dtype(output.dtype()), r, comm_, s));
+                          }
+                        } else {
+                          BRAID_NCCL_CHECK(ncclRecv(output.raw_data(), count, nccl_dtype(output.dtype()), src, comm_, s));
+                        }
+                        BRAID_NCCL_CHECK(ncclGroupEnd());
+                      });
+  }
+
+  WorkHandle all_to_all(const Tensor& output, const Tensor& input) override {
+    const size_t count = size_t(input.numel() / size_);
+    return collective(make_signature(OpKind::AllToAll, ReduceOp::Sum, -1, 0, input, output), {output, input},
+                      [&](cudaStream_t s) {
+                        BRAID_NCCL_CHECK(ncclGroupStart());
+                        for (int r = 0; r < size_; ++r) {
+                          if (r == rank_) {
+                            copy_chunk(chunk(output, count, r), chunk(input, count, r), count, input.dtype(), s);
+                            continue;
+                          }
+                          ncclDataType_t type = nccl_dtype(input.dtype());
+                          BRAID_NCCL_CHECK(ncclSend(chunk(input, count, r), count, type, r, comm_, s));
+                          BRAID_NCCL_CHECK(ncclRecv(chunk(output, count, r), count, type, r, comm_, s));
+                        }
+                        BRAID_NCCL_CHECK(ncclGroupEnd());
+                      });
+  }
+
+  WorkHandle send(const Tensor& t, int dst, int tag) override { return batch_isend_irecv({P2POp::isend(t, dst, tag)}); }
+
+  WorkHandle recv(const Tensor& t, int src, int tag) override { return batch_isend_irecv({P2POp::irecv(t, src, tag)}); }
+
+  // One ncclGroupStart/End on the point-to-point stream: the sends and receives progress together.
+  WorkHandle batch_isend_irecv(const std::vector<P2POp>& ops) override {
+    if (runtime().debug) check_tags(ops);
+    std::vector<Tensor> tensors;
+    for (const P2POp& op : ops) tensors.push_back(op.tensor);
+    std::string description = ops.size() == 1 ? describe(single_signature(ops.front())) : describe_batch(ops);
+    return launch(description, std::move(tensors), p2p_stream_, [&](cudaStream_t s) {
+      BRAID_NCCL_CHECK(ncclGroupStart());
+      for (const P2POp& op : ops) {
+        const Tensor& t = op.tensor;
+        if (op.kind == P2POp::Kind::ISend)
+          BRAID_NCCL_CHECK(ncclSend(t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), op.peer, comm_, s));
+        else
+          BRAID_NCCL_CHECK(ncclRecv(t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), op.peer, comm_, s));
+      }
+      BRAID_NCCL_CHECK(ncclGroupEnd());
     });
   }
 
@@ -188,9 +276,11 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
     if (at_exit) return;
     DeviceGuard guard(device_);
     BRAID_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    BRAID_CUDA_CHECK(cudaStreamSynchronize(p2p_stream_));
     BRAID_NCCL_CHECK(ncclCommDestroy(comm_));
     cudaEventDestroy(ready_);
     cudaStreamDestroy(stream_);
+    cudaStreamDestroy(p2p_stream_);
     comm_ = nullptr;
   }
 
@@ -207,22 +297,72 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
   }
 
  private:
+  static Signature single_signature(const P2POp& op) {
+    bool is_send = op.kind == P2POp::Kind::ISend;
+    return make_signature(is_send ? OpKind::Send : OpKind::Recv, ReduceOp::Sum, op.peer, op.tag, op.tensor);
+  }
+
+  static char* chunk(const Tensor& t, size_t count, int index) {
+    return static_cast<char*>(t.raw_data()) + count * size_t(index) * element_size(t.dtype());
+  }
+
+  static void copy_chunk(void* dst, const void* src, size_t count, DType dtype, cudaStream_t s) {
+    if (dst == src || count == 0) return;
+    BRAID_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * element_size(dtype), cudaMemcpyDeviceToDevice, s));
+  }
+
+  // Debug mode: the signature of every send and receive crosses over MPI in the order NCCL will match them (one
+  // tag for all, so MPI too matches them in order per peer); a receive whose sender passed another tag, dtype or
+  // size throws on the receiving rank before anything is launched.
+  void check_tags(const std::vector<P2POp>& ops) {
+    constexpr int64_t kFields = 3;  // tag, dtype, numel
+    std::vector<P2POp> mirror;
+    std::vector<Tensor> received;
+    for (const P2POp& op : ops) {
+      Tensor record = braid::zeros({kFields}, DType::Int64);
+      if (op.kind == P2POp::Kind::ISend) {
+        int64_t* p = record.data<int64_t>();
+        p[0] = op.tag, p[1] = int64_t(op.tensor.dtype()), p[2] = op.tensor.numel();
+        mirror.push_back(P2POp::isend(record, op.peer, 0));
+      } else {
+        mirror.push_back(P2POp::irecv(record, op.peer, 0));
+        received.push_back(record);
+      }
+    }
+    mpi_->batch_isend_irecv(mirror)->wait();
+    size_t k = 0;
+    for (const P2POp& op : ops) {
+      if (op.kind == P2POp::Kind::ISend) continue;
+      const int64_t* p = received[k++].data<int64_t>();
+      bool match = p[0] == op.tag && p[1] == int64_t(op.tensor.dtype()) && p[2] == op.tensor.numel();
+      if (!match)
+        throw MismatchError("recv: ranks disagree: rank " + std::to_string(global_rank_) + " passed " +
+                            describe(single_signature(op)) + ", but the matching send (the same position among the " +
+                            "sends from group rank " + std::to_string(op.peer) + " to it; NCCL matches in order) " +
+                            "carried tag " + std::to_string(p[0]) + ", " + std::to_string(p[2]) + " elements of " +
+                            std::string(dtype_name(DType(p[1]))));
+    }
+  }
+
   template <class Fn>
-  WorkHandle launch(const Signature& sig, std::vector<Tensor> tensors, bool collective, Fn&& issue) {
+  WorkHandle collective(const Signature& sig, std::vector<Tensor> tensors, Fn&& issue) {
     // Debug mode: the same signature check as the MPI backend's, over the group's MPI communicator; it blocks the
     // caller until every rank has issued its call (debug mode trades speed for the check).
-    if (collective && runtime().debug) mpi_->verify(sig)->wait();
+    if (runtime().debug) mpi_->verify(sig)->wait();
+    return launch(describe(sig), std::move(tensors), stream_, std::forward<Fn>(issue));
+  }
+
+  template <class Fn>
+  WorkHandle launch(const std::string& description, std::vector<Tensor> tensors, cudaStream_t stream, Fn&& issue) {
     std::shared_ptr<NcclWork> work;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      BRAID_CHECK(!stopped_, describe(sig), ": the process group was shut down (braid::dist::finalize() was called)");
-      DeviceGuard guard(device_);
-      BRAID_CUDA_CHECK(cudaEventRecord(ready_, compute_stream(device_)));
-      BRAID_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
-      issue(stream_);
-      work = std::make_shared<NcclWork>(shared_from_this(), describe(sig), std::move(tensors));
-      BRAID_CUDA_CHECK(cudaEventRecord(work->event(), stream_));
-    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    BRAID_CHECK(!stopped_, description, ": the process group was shut down (braid::dist::finalize() was called)");
+    DeviceGuard guard(device_);
+    BRAID_CUDA_CHECK(cudaEventRecord(ready_, compute_stream(device_)));
+    BRAID_CUDA_CHECK(cudaStreamWaitEvent(stream, ready_, 0));
+    issue(stream);
+    work = std::make_shared<NcclWork>(shared_from_this(), description, std::move(tensors));
+    BRAID_CUDA_CHECK(cudaEventRecord(work->event(), stream));
     return work;
   }
 
@@ -232,7 +372,8 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
   int rank_ = 0;
   int size_ = 1;
   ncclComm_t comm_ = nullptr;
-  cudaStream_t stream_ = nullptr;
+  cudaStream_t stream_ = nullptr;      // collectives
+  cudaStream_t p2p_stream_ = nullptr;  // send, recv, batch_isend_irecv
   cudaEvent_t ready_ = nullptr;  // recorded on the compute stream before each operation
   std::mutex mutex_;
   bool stopped_ = false;
@@ -269,6 +410,28 @@ void NcclWork::wait() {
     tensors_.clear();  // later compute-stream work, including reuse of their memory, comes after the operation
   }
   backend_->check_async_error(description_);
+}
+
+// Polls the event (the host has nothing to sleep on), then orders the compute stream after it as wait() does.
+bool NcclWork::wait(std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (!is_completed()) {
+    backend_->check_async_error(description_);
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  wait();
+  return true;
+}
+
+std::exception_ptr NcclWork::exception() {
+  try {
+    if (!is_completed()) return nullptr;
+    backend_->check_async_error(description_);
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
 }
 
 bool NcclWork::is_completed() {

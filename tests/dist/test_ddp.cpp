@@ -42,6 +42,7 @@ struct Branchy : nn::Module {
 class RecordingGroup : public dist::ProcessGroup {
  public:
   explicit RecordingGroup(std::shared_ptr<dist::ProcessGroup> inner) : inner_(std::move(inner)) {}
+  bool is_member() const override { return inner_->is_member(); }
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
   const std::vector<int>& ranks() const override { return inner_->ranks(); }
@@ -57,6 +58,13 @@ class RecordingGroup : public dist::ProcessGroup {
   dist::WorkHandle all_gather(const Tensor& o, const Tensor& i) override { return inner_->all_gather(o, i); }
   dist::WorkHandle reduce_scatter(const Tensor& o, const Tensor& i, dist::ReduceOp op) override {
     return inner_->reduce_scatter(o, i, op);
+  }
+  dist::WorkHandle reduce(const Tensor& t, int dst, dist::ReduceOp op) override { return inner_->reduce(t, dst, op); }
+  dist::WorkHandle gather(const Tensor& o, const Tensor& i, int dst) override { return inner_->gather(o, i, dst); }
+  dist::WorkHandle scatter(const Tensor& o, const Tensor& i, int src) override { return inner_->scatter(o, i, src); }
+  dist::WorkHandle all_to_all(const Tensor& o, const Tensor& i) override { return inner_->all_to_all(o, i); }
+  dist::WorkHandle batch_isend_irecv(const std::vector<dist::P2POp>& ops) override {
+    return inner_->batch_isend_irecv(ops);
   }
   dist::WorkHandle send(const Tensor& t, int dst, int tag) override { return inner_->send(t, dst, tag); }
   dist::WorkHandle recv(const Tensor& t, int src, int tag) override { return inner_->recv(t, src, tag); }
@@ -142,10 +150,11 @@ void expect_matches_single_process(const std::shared_ptr<dist::ProcessGroup>& gr
                                    Device device, double rtol, double atol, bool set_to_none = true) {
   SCOPED_TRACE(describe(options) + " zero_grad(set_to_none=" + (set_to_none ? "true" : "false") + ")");
   const int world = group->size(), rank = group->rank();
-  manual_seed(7 + uint64_t(rank));
+  // Seeded by the global rank: the reference starts from the group's rank 0, which need not be the world's.
+  manual_seed(7 + uint64_t(dist::rank()));
   Mlp model;
   model.to(device);
-  manual_seed(7);
+  manual_seed(7 + uint64_t(group->ranks().front()));
   Mlp reference;
   {
     DistributedDataParallel ddp(model, group, options);
@@ -383,7 +392,7 @@ TEST(DistributedDataParallel, GroupOfOneIsPlainLocalTraining) {
   auto world_group = dist::world();
   std::shared_ptr<dist::ProcessGroup> mine;
   for (int r = 0; r < world_group->size(); ++r)  // every rank makes every group, in the same order
-    if (auto g = dist::new_group({r})) mine = g;
+    if (auto g = dist::new_group({r}); g->is_member()) mine = g;
   ASSERT_TRUE(mine);
   ASSERT_EQ(mine->size(), 1);
   manual_seed(31 + uint64_t(world_group->rank()));
@@ -469,6 +478,40 @@ TEST(DistributedDataParallel, ModelConvertedAfterWrappingIsAnError) {
         nn::mse_loss(model.forward(ops::to_dtype(b.x, DType::Float64)), ops::to_dtype(b.y, DType::Float64)).backward();
       },
       {"fc3.bias", "before wrapping"});
+}
+
+}  // namespace
+}  // namespace braid
+
+namespace braid {
+namespace {
+
+// A data-parallel group that is not the world (2 of the ranks, listed so that its rank 0 is not the world's): DDP
+// broadcasts from the group's rank 0 and averages over the group only; the ranks outside it cannot wrap a model.
+TEST(DistributedDataParallel, SubGroupMatchesSingleProcess) {
+  const int n = dist::world_size();
+  if (n < 3) GTEST_SKIP() << "needs 3 ranks (2 in the group, 1 outside)";
+  auto group = dist::new_group({n - 1, 1});
+  if (!group->is_member()) {
+    Mlp model;
+    try {
+      DistributedDataParallel ddp(model, group);
+      FAIL() << "a non-member group was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("is not a member of the data-parallel group [" + std::to_string(n - 1) +
+                                           ", 1]"),
+                std::string::npos)
+          << e.what();
+    }
+    return;
+  }
+  for (const DDPOptions& options : {DDPOptions{}, DDPOptions{.bucket_cap_bytes = 1, .overlap = false}})
+    expect_matches_single_process(group, options, Device::cpu(), 1e-5, 1e-6);
+}
+
+TEST(DistributedDataParallel, NullGroupIsAnError) {
+  Mlp model;
+  EXPECT_THROW(DistributedDataParallel(model, nullptr), Error);
 }
 
 }  // namespace

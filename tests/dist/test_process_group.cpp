@@ -271,10 +271,13 @@ TEST(ProcessGroup, SubGroupOfEvenRanks) {
   std::vector<int> evens;
   for (int k = 0; k < n; k += 2) evens.push_back(k);
   auto group = braid::dist::new_group(evens);
+  ASSERT_NE(group, nullptr);
+  EXPECT_EQ(group->ranks(), evens);
   if (r % 2) {
-    EXPECT_EQ(group, nullptr);
+    EXPECT_FALSE(group->is_member());
+    EXPECT_EQ(group->rank(), -1);
   } else {
-    ASSERT_NE(group, nullptr);
+    EXPECT_TRUE(group->is_member());
     EXPECT_EQ(group->rank(), r / 2);
     EXPECT_EQ(group->size(), int(evens.size()));
     EXPECT_EQ(group->ranks(), evens);

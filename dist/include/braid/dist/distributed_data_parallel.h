@@ -1,9 +1,10 @@
 // DistributedDataParallel: data parallelism for any Module. At construction it broadcasts the parameters and
-// buffers from rank 0. During backward, gradients are packed into buckets (default 25 MiB, in reverse registration
+// buffers from rank 0 of its group. During backward, gradients are packed into buckets (default 25 MiB, in reverse registration
 // order, so the last layers' gradients, which are ready first, fill the first bucket) and each bucket's
 // all-reduce starts from the post-accumulate-grad hook as soon as its last gradient is ready, while backward goes
 // on with the earlier layers. When backward ends, .grad holds the averaged gradients (a view of the bucket, or a
-// copy: DDPOptions::gradient_as_bucket_view), so the optimizer's step() sees them. no_sync() skips the all-reduce (gradients accumulate locally).
+// copy: DDPOptions::gradient_as_bucket_view), so the optimizer's step() sees them. no_sync() skips the all-reduce
+// (gradients accumulate locally).
 #pragma once
 
 #include <memory>
@@ -32,7 +33,9 @@ struct DDPOptions {
 
 class DistributedDataParallel {
  public:
-  explicit DistributedDataParallel(nn::Module& module, std::shared_ptr<ProcessGroup> group = nullptr,
+  // `group`: the data-parallel group (the world by default). Everything goes over it, the initial broadcast from
+  // its rank 0 included; a null group or a non-member group (a rank outside the new_group list) is an error.
+  explicit DistributedDataParallel(nn::Module& module, std::shared_ptr<ProcessGroup> group = world(),
                                    DDPOptions options = {});
   ~DistributedDataParallel();
   DistributedDataParallel(const DistributedDataParallel&) = delete;
@@ -55,7 +58,7 @@ class DistributedDataParallel {
     DistributedDataParallel& ddp_;
     bool prev_;
   };
-  NoSync no_sync() { return NoSync(*this); }
+  [[nodiscard]] NoSync no_sync() { return NoSync(*this); }
 
   struct State;
 
