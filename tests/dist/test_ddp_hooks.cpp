@@ -23,8 +23,9 @@ TEST(DistributedDataParallelHooks, AThousandWrappersLeaveNoHookOnTheParameters) 
   ASSERT_EQ(params.size(), 4u);
   for (int i = 0; i < 1000; ++i) {
     dist::DistributedDataParallel ddp(model);
-    if (i == 0)
+    if (i == 0) {
       for (const auto& p : params) EXPECT_EQ(hooks_on(p), 1u);
+    }
   }
   for (const auto& p : params) EXPECT_EQ(hooks_on(p), 0u);
 
