@@ -99,12 +99,23 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) { return binary_op(
 
 Tensor unary(UnaryOp op, const Tensor& a) { return unary_op(op, {}, a); }
 
+namespace {
+BinaryOp activation_backward_op(ActivationBackward op) {
+  switch (op) {
+    case ActivationBackward::Relu: return BinaryOp::ReluBackward;
+    case ActivationBackward::Gelu: return BinaryOp::GeluBackward;
+    case ActivationBackward::GeluTanh: return BinaryOp::GeluTanhBackward;
+    case ActivationBackward::Tanh: return BinaryOp::TanhBackward;
+    case ActivationBackward::Sigmoid: return BinaryOp::SigmoidBackward;
+  }
+  BRAID_FAIL("activation_backward: unknown activation ", int(op));
+}
+}  // namespace
+
 Tensor activation_backward(ActivationBackward op, const Tensor& grad, const Tensor& saved) {
   BRAID_CHECK(grad.shape() == saved.shape(), "activation_backward: gradient ", shape_str(grad.shape()),
               " and saved tensor ", shape_str(saved.shape()), " differ");
-  static const BinaryOp kinds[] = {BinaryOp::ReluBackward, BinaryOp::GeluBackward, BinaryOp::TanhBackward,
-                                   BinaryOp::SigmoidBackward};
-  return binary_op(kinds[int(op)], {}, grad, saved);
+  return binary_op(activation_backward_op(op), {}, grad, saved);
 }
 
 Tensor affine(const Tensor& a, double scale, double shift) { return unary_op(UnaryOp::Affine, {scale, shift}, a); }

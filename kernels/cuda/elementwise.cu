@@ -15,14 +15,6 @@ namespace {
 
 using namespace detail;
 
-template <class F, class... Fs>
-constexpr bool is_one_of = (std::is_same_v<F, Fs> || ...);
-
-// The functors that integer_ok() admits for int64_t; the others are never instantiated for integers.
-template <class F>
-constexpr bool kIntegerFunctor =
-    is_one_of<F, Neg, Abs, Sign, Affine, Clamp, Add, Sub, Mul, Div, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge>;
-
 template <class TO>
 struct Cast {
   template <class T>
@@ -167,10 +159,11 @@ const char* int64_error() { return ": expected a floating-point tensor, got int6
 
 template <class T>
 void unary(UnaryOp op, OpParams p, const Loop<2>& loop, T* out, const T* in, Stream stream) {
+  // Functors that are not integer_ok are never instantiated for int64_t.
   if constexpr (!std::is_floating_point_v<T>) BRAID_CHECK(integer_ok(op), op_name(op), int64_error());
   with_unary(op, p, [&](auto f) {
     using F = decltype(f);
-    if constexpr (std::is_floating_point_v<T> || kIntegerFunctor<F>)
+    if constexpr (std::is_floating_point_v<T> || integer_functor<F>)
       launch<F, T, T, 1>(f, loop, out, {in}, stream);
     else
       BRAID_FAIL(op_name(op), int64_error());
@@ -182,7 +175,7 @@ void binary(BinaryOp op, OpParams p, const Loop<3>& loop, T* out, const T* a, co
   if constexpr (!std::is_floating_point_v<T>) BRAID_CHECK(integer_ok(op), op_name(op), int64_error());
   with_binary(op, p, [&](auto f) {
     using F = decltype(f);
-    if constexpr (std::is_floating_point_v<T> || kIntegerFunctor<F>)
+    if constexpr (std::is_floating_point_v<T> || integer_functor<F>)
       launch<F, T, T, 2>(f, loop, out, {a, b}, stream);
     else
       BRAID_FAIL(op_name(op), int64_error());

@@ -192,7 +192,10 @@ Tensor activation(UnaryOp op, ops::ActivationBackward bop, bool save_output, con
 Tensor relu(const Tensor& a) {
   return activation(UnaryOp::Relu, ops::ActivationBackward::Relu, true, "ReluBackward", a);
 }
-Tensor gelu(const Tensor& a) {
+Tensor gelu(const Tensor& a, std::string_view approximate) {
+  if (approximate == "tanh")
+    return activation(UnaryOp::GeluTanh, ops::ActivationBackward::GeluTanh, false, "GeluBackward", a);
+  BRAID_CHECK(approximate == "none", "gelu: approximate must be \"none\" or \"tanh\", got \"", approximate, "\"");
   return activation(UnaryOp::Gelu, ops::ActivationBackward::Gelu, false, "GeluBackward", a);
 }
 Tensor tanh(const Tensor& a) {

@@ -155,6 +155,7 @@ const std::vector<UnaryCase> kUnaryCases = {
     {"sign", UnaryOp::Sign, 0, 0, false},
     {"relu", UnaryOp::Relu, 0, 0, false},
     {"gelu", UnaryOp::Gelu, 0, 0, false},
+    {"gelu_tanh", UnaryOp::GeluTanh, 0, 0, false},
     {"tanh", UnaryOp::Tanh, 0, 0, false},
     {"sigmoid", UnaryOp::Sigmoid, 0, 0, false},
     {"affine", UnaryOp::Affine, 1.5, -0.25, false},
@@ -198,6 +199,7 @@ const std::vector<BinaryCase> kBinaryCases = {
     {"add_ alpha", BinaryOp::AddScaled},
     {"relu_backward", BinaryOp::ReluBackward},
     {"gelu_backward", BinaryOp::GeluBackward},
+    {"gelu_tanh_backward", BinaryOp::GeluTanhBackward},
     {"tanh_backward", BinaryOp::TanhBackward},
     {"sigmoid_backward", BinaryOp::SigmoidBackward},
     {"clamp_backward", BinaryOp::ClampBackward},
@@ -215,6 +217,8 @@ Tensor apply_binary(BinaryOp op, const Tensor& a, const Tensor& b) {
       return ops::activation_backward(ActivationBackward::Relu, a, b);
     case BinaryOp::GeluBackward:
       return ops::activation_backward(ActivationBackward::Gelu, a, b);
+    case BinaryOp::GeluTanhBackward:
+      return ops::activation_backward(ActivationBackward::GeluTanh, a, b);
     case BinaryOp::TanhBackward:
       return ops::activation_backward(ActivationBackward::Tanh, a, b);
     case BinaryOp::SigmoidBackward:

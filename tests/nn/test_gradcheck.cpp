@@ -244,6 +244,8 @@ TEST(Gradcheck, UnaryOps) {
   EXPECT_GRADCHECK([](const Inputs& in) { return abs(in[0]); }, (Inputs{nz}));
   EXPECT_GRADCHECK([](const Inputs& in) { return relu(in[0]); }, (Inputs{nz}));
   EXPECT_GRADCHECK([](const Inputs& in) { return gelu(in[0]); }, (Inputs{x}));
+  EXPECT_GRADCHECK([](const Inputs& in) { return gelu(in[0], "none"); }, (Inputs{x}));
+  EXPECT_GRADCHECK([](const Inputs& in) { return gelu(in[0], "tanh"); }, (Inputs{x}));
   EXPECT_GRADCHECK([](const Inputs& in) { return braid::tanh(in[0]); }, (Inputs{x}));
   EXPECT_GRADCHECK([](const Inputs& in) { return sigmoid(in[0]); }, (Inputs{x}));
   EXPECT_GRADCHECK([](const Inputs& in) { return affine(in[0], -2.5, 0.75); }, (Inputs{x}));
@@ -257,6 +259,16 @@ TEST(Gradcheck, UnaryOps) {
   // Non-contiguous inputs to the element-wise ops.
   EXPECT_GRADCHECK([](const Inputs& in) { return exp(transpose(in[0], 0, 1)); }, (Inputs{x}));
   EXPECT_GRADCHECK([](const Inputs& in) { return mul(transpose(in[0], 0, 1), in[1]); }, (Inputs{x, m.randn({5, 3})}));
+}
+
+// The tanh approximation over the range where its cubic term and its saturation matter, beside the exact form.
+TEST(Gradcheck, GeluBothFormsOverAWideRange) {
+  Maker m(14);
+  Tensor x = m.uniform({4, 8}, -6, 6);
+  for (const char* approximate : {"none", "tanh"}) {
+    SCOPED_TRACE(approximate);
+    EXPECT_GRADCHECK([=](const Inputs& in) { return gelu(in[0], approximate); }, (Inputs{x}));
+  }
 }
 
 TEST(Gradcheck, Operators) {
@@ -574,6 +586,8 @@ TEST(Gradcheck, ActivationLayers) {
   nn::Sigmoid sigmoid_layer;
   EXPECT_GRADCHECK([&](const Inputs& in) { return relu_layer(in[0]); }, (Inputs{x}));
   EXPECT_GRADCHECK([&](const Inputs& in) { return gelu_layer(in[0]); }, (Inputs{x}));
+  nn::GELU gelu_tanh_layer({.approximate = "tanh"});
+  EXPECT_GRADCHECK([&](const Inputs& in) { return gelu_tanh_layer(in[0]); }, (Inputs{x}));
   EXPECT_GRADCHECK([&](const Inputs& in) { return tanh_layer(in[0]); }, (Inputs{x}));
   EXPECT_GRADCHECK([&](const Inputs& in) { return sigmoid_layer(in[0]); }, (Inputs{x}));
 }

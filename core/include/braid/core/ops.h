@@ -15,8 +15,9 @@ namespace braid::ops {
 // The operation names are the kernels' (op_kinds.h), so CPU and CUDA run the same functor for each.
 using kernels::BinaryOp;
 using kernels::UnaryOp;
-// Backward of an activation from the incoming gradient and the saved input (Relu, Gelu) or output (Tanh, Sigmoid).
-enum class ActivationBackward { Relu, Gelu, Tanh, Sigmoid };
+// Backward of an activation from the incoming gradient and the saved input (Relu, Gelu, GeluTanh) or output (Tanh,
+// Sigmoid). GeluTanh is GELU's tanh approximation (approximate="tanh").
+enum class ActivationBackward { Relu, Gelu, GeluTanh, Tanh, Sigmoid };
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);

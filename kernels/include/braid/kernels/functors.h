@@ -48,6 +48,15 @@ struct Gelu {
     return a * T(0.5) * (T(1) + std::erf(a * T(0.70710678118654752440)));
   }
 };
+// GELU with PyTorch's tanh approximation (approximate="tanh"), in PyTorch's order of operations:
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+struct GeluTanh {
+  template <class T> BRAID_HOST_DEVICE T operator()(T a) const {
+    const T cube = a * a * a;
+    const T inner = T(0.79788456080286535588) * (a + T(0.044715) * cube);
+    return T(0.5) * a * (T(1) + std::tanh(inner));
+  }
+};
 struct Clamp {
   double lo, hi;
   template <class T> BRAID_HOST_DEVICE T operator()(T a) const {
@@ -80,6 +89,18 @@ struct GeluBackward {  // saved: the input x
     T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
     T pdf = std::exp(T(-0.5) * x * x) * T(0.39894228040143267794);
     return g * (cdf + x * pdf);
+  }
+};
+struct GeluTanhBackward {  // saved: the input x; the product rule on 0.5 x (1 + tanh(inner)), as PyTorch
+  template <class T> BRAID_HOST_DEVICE T operator()(T g, T x) const {
+    const T beta = T(0.79788456080286535588), kappa = T(0.044715);
+    const T x_sq = x * x;
+    const T tanh_inner = std::tanh(beta * (x + kappa * (x_sq * x)));
+    const T left = T(0.5) * x;
+    const T right = T(1) + tanh_inner;
+    const T inner_derivative = beta * (T(1) + T(3) * kappa * x_sq);
+    const T right_derivative = left * (T(1) - tanh_inner * tanh_inner) * inner_derivative;
+    return g * (T(0.5) * right + right_derivative);
   }
 };
 struct ClampBackward {  // saved: the input x; gradient passes where the input was inside [lo, hi]

@@ -3,6 +3,7 @@
 // Binary ops broadcast NumPy-style; comparisons return 0/1 in the inputs' dtype and are not differentiable.
 #pragma once
 
+#include <string_view>
 #include <vector>
 
 #include "braid/core/core.h"
@@ -26,7 +27,8 @@ Tensor sqrt(const Tensor& a);
 Tensor abs(const Tensor& a);
 Tensor clamp(const Tensor& a, double lo, double hi);
 Tensor relu(const Tensor& a);
-Tensor gelu(const Tensor& a);
+// approximate: "none" (x * Phi(x), the exact normal CDF) or "tanh" (PyTorch's tanh approximation).
+Tensor gelu(const Tensor& a, std::string_view approximate = "none");
 Tensor tanh(const Tensor& a);
 Tensor sigmoid(const Tensor& a);
 Tensor affine(const Tensor& a, double scale, double shift);  // a * scale + shift

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include "braid/nn/containers.h"
 #include "braid/nn/module.h"
@@ -44,12 +45,26 @@ class ReLUImpl : public Module {
 };
 BRAID_MODULE(ReLU);
 
+struct GELUOptions {
+  std::string approximate = "none";  // "none" (exact, erf) or "tanh", PyTorch's names; see braid::gelu
+};
+
 class GELUImpl : public Module {
  public:
-  GELUImpl() : Module("GELU") {}
-  Tensor forward(const Tensor& x) { return gelu(x); }
+  explicit GELUImpl(GELUOptions options_ = {}) : Module("GELU"), options(std::move(options_)) {
+    BRAID_CHECK(options.approximate == "none" || options.approximate == "tanh",
+                "GELU: approximate must be \"none\" or \"tanh\", got \"", options.approximate, "\"");
+  }
+  Tensor forward(const Tensor& x) { return gelu(x, options.approximate); }
+  GELUOptions options;
 };
-BRAID_MODULE(GELU);
+// Not BRAID_MODULE: a braced GELUOptions (nn::GELU({.approximate = "tanh"})) cannot be deduced through the
+// holder's forwarding constructor, so this holder names the options type.
+class GELU : public ModuleHolder<GELUImpl> {
+ public:
+  using ModuleHolder<GELUImpl>::ModuleHolder;
+  explicit GELU(GELUOptions options = {}) : ModuleHolder<GELUImpl>(std::make_shared<GELUImpl>(std::move(options))) {}
+};
 
 class TanhImpl : public Module {
  public:
