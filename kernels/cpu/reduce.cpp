@@ -125,8 +125,9 @@ void softmax(bool log, const T* in, T* out, int64_t outer, int64_t dim, int64_t 
       Eigen::Map<Row> y(out + o * dim, dim);
       const T m = x.maxCoeff();
       if (log) {
-        double s = (x - m).exp().template cast<double>().sum();
-        y = x - (m + T(std::log(s)));
+        y = x - m;
+        const T lse = T(std::log(y.exp().template cast<double>().sum()));
+        y -= lse;
       } else {
         y = (x - m).exp();
         y *= T(1.0 / y.template cast<double>().sum());
@@ -144,8 +145,8 @@ void softmax(bool log, const T* in, T* out, int64_t outer, int64_t dim, int64_t 
       double s = 0;
       if (log) {
         for (int64_t j = 0; j < dim; ++j) s += std::exp(double(x[j * inner] - m));
-        T lse = m + T(std::log(s));
-        for (int64_t j = 0; j < dim; ++j) y[j * inner] = x[j * inner] - lse;
+        const T lse = T(std::log(s));
+        for (int64_t j = 0; j < dim; ++j) y[j * inner] = (x[j * inner] - m) - lse;
       } else {
         for (int64_t j = 0; j < dim; ++j) {
           T e = std::exp(x[j * inner] - m);

@@ -239,7 +239,9 @@ struct SumOf {
 };
 
 // inner == 1: blockDim.x threads per row of `dim` elements, blockDim.y rows per block. Max, then the sum of
-// exp(x - max) in double, then the output: as the CPU's contiguous-row path.
+// exp(x - max) in double, then the output: as the CPU's contiguous-row path. Log-softmax is (x - max) - log(sum),
+// in that order (PyTorch's): folding max + log(sum) first rounds a small log(sum) to the spacing of floats near
+// the max, which for logits in the hundreds is larger than the log-probabilities of the likeliest classes.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     softmax_rows_kernel(const T* in, T* out, int64_t rows, int64_t dim, bool log) {
@@ -259,8 +261,8 @@ __global__ void __launch_bounds__(kThreads)
         int64_t(threadIdx.x), end, g, 0.0, [&](int64_t j) { return double(std::exp(x[j] - m)); }, SumOf{});
     s = group_reduce(s, SumOf{}, ssum);
     if (log) {
-      const T lse = m + T(std::log(s));
-      for (int64_t j = threadIdx.x; j < end; j += g) y[j] = x[j] - lse;
+      const T lse = T(std::log(s));
+      for (int64_t j = threadIdx.x; j < end; j += g) y[j] = (x[j] - m) - lse;
     } else {
       const T inv = T(1.0 / s);
       for (int64_t j = threadIdx.x; j < end; j += g) y[j] = std::exp(x[j] - m) * inv;
@@ -283,8 +285,8 @@ __global__ void __launch_bounds__(kThreads)
     double s = 0;
     if (log) {
       for (int64_t j = 0; j < dim; ++j) s += std::exp(double(x[j * inner] - m));
-      const T lse = m + T(std::log(s));
-      for (int64_t j = 0; j < dim; ++j) y[j * inner] = x[j * inner] - lse;
+      const T lse = T(std::log(s));
+      for (int64_t j = 0; j < dim; ++j) y[j * inner] = (x[j * inner] - m) - lse;
     } else {
       for (int64_t j = 0; j < dim; ++j) s += std::exp(x[j * inner] - m);
       const T inv = T(1.0 / s);

@@ -17,7 +17,9 @@ void reduce(ReduceOp op, const T* in, T* out, int64_t outer, int64_t reduce, int
 template <class T>
 void arg_reduce(bool max, const T* in, int64_t* out, int64_t outer, int64_t reduce, int64_t inner);
 
-// Softmax (or log-softmax) along the middle axis of a contiguous [outer, dim, inner] block.
+// Softmax (or log-softmax) along the middle axis of a contiguous [outer, dim, inner] block. Log-softmax is
+// (x - max) - log(sum(exp(x - max))) in that order, as PyTorch computes it, with the sum and its log in double:
+// max + log(sum) rounded to T first would lose a small log(sum) to the spacing of T near a large max.
 template <class T>
 void softmax(bool log, const T* in, T* out, int64_t outer, int64_t dim, int64_t inner);
 // grad_in from grad_out and the forward's output y.
