@@ -5,8 +5,10 @@ Run with Debian's interpreter, which has python3-torch and python3-numpy:
 
     /usr/bin/python3 tests/golden/make_golden.py
 
-It writes tests/data/golden/{mlp,embedding,optim}.safetensors, which are committed: CI reads them and never
-needs PyTorch. Debian packages no Python safetensors, so the format is written (and read back, to check the
+It writes tests/data/golden/{mlp,embedding,optim,numerics}.safetensors, which are committed: CI reads them and
+never needs PyTorch. Naming cases writes only those files, so adding a case leaves the others' bytes alone:
+
+    /usr/bin/python3 tests/golden/make_golden.py numerics Debian packages no Python safetensors, so the format is written (and read back, to check the
 writer) here with json and numpy.
 
 The inputs and initial weights are drawn in float32 and stored as float32; Braid loads them into its modules
@@ -207,6 +209,53 @@ def train(dtype, x32, y32, init, make_optimizer, prefix):
     return out, relu_margin
 
 
+def numerics_case(dtype, logits32, target, gelu_x32, gelu_w32):
+    """Log-softmax and cross-entropy of logits in the hundreds, and both GELU forms with their gradients."""
+    out = {}
+    logits = torch.from_numpy(logits32).to(dtype).requires_grad_(True)
+    log_probs = F.log_softmax(logits, dim=1)
+    loss = F.cross_entropy(logits, torch.from_numpy(target))
+    loss.backward()
+    out["large_logits.log_softmax"] = log_probs
+    out["large_logits.loss.ce"] = loss
+    out["large_logits.grad.ce"] = logits.grad.clone()
+    for approximate in ("none", "tanh"):
+        x = torch.from_numpy(gelu_x32).to(dtype).requires_grad_(True)
+        y = F.gelu(x, approximate=approximate)
+        y.backward(torch.from_numpy(gelu_w32).to(dtype))
+        out[f"gelu.{approximate}"] = y
+        out[f"gelu.grad.{approximate}"] = x.grad.clone()
+    return out
+
+
+def make_numerics_file(metadata):
+    """Its own generator, so this case never shifts the random draws of the others."""
+    gen = torch.Generator().manual_seed(SEED + 8)
+    # Each row: one class with nearly all the mass (log-probability about -1e-5 to -1e-4) or a few close ones,
+    # around +-300 and 1000, where rounding max + log(sum) to float32 first loses those log-probabilities.
+    base = torch.tensor([[300.0], [300.0], [310.0], [-300.0], [1000.0], [300.0]])
+    offsets = torch.tensor([
+        [0.0, -10.0, -15.0, -20.0, -30.0, -50.0],
+        [0.0, -0.5, -10.0, -50.0, 1.25, -4.0],
+        [0.0, -12.0, -13.0, -13.5, -15.0, -110.0],
+        [0.0, -10.0, -5.5, 0.25, -20.0, -14.0],
+        [0.0, -11.0, -12.5, -15.0, -9.75, -100.0],
+        [0.0, 0.0, -14.0, -1.0, -30.0, -12.0],
+    ])
+    logits = f32(base + offsets + 0.01 * torch.randn(6, 6, generator=gen))
+    target = torch.tensor([0, 4, 0, 3, 1, 2], dtype=torch.int64).numpy().copy()
+    # GELU over [-6, 6] (where the two forms differ most, up to 5e-4 near |x| = 2.7) and a few larger values.
+    gelu_x = f32(torch.cat([torch.linspace(-6, 6, 49), torch.tensor([-12.0, -8.5, 8.5, 12.0])]))
+    gelu_w = f32(torch.randn(gelu_x.shape[0], generator=gen))
+    ref = numerics_case(torch.float64, logits, target, gelu_x, gelu_w)
+    low = numerics_case(torch.float32, logits, target, gelu_x, gelu_w)
+    report_float32_error("numerics", ref, low)
+    out = {"large_logits.input": logits, "large_logits.target": target, "gelu.input": gelu_x,
+           "gelu.grad_output": gelu_w}
+    out.update(finalize(ref))
+    save("numerics.safetensors", out, dict(metadata, case="numerics"))
+
+
 def sgd(params):
     return torch.optim.SGD(params, lr=0.1, momentum=0.9)
 
@@ -256,7 +305,15 @@ def save(name, tensors, metadata):
     print(f"wrote {os.path.relpath(path)}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
 
 
-def main():
+CASES = ("mlp", "embedding", "optim", "numerics")
+
+
+def main(argv):
+    cases = argv or list(CASES)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        print(f"unknown case(s) {unknown}; the cases are {list(CASES)}", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
     metadata = {
@@ -283,7 +340,8 @@ def main():
     mlp_file = {"mlp.input": x, "mlp.target.class": y, "mlp.target.mse": t}
     mlp_file.update({f"mlp.param.{k}": v for k, v in mlp_init.items()})
     mlp_file.update(finalize(ref))
-    save("mlp.safetensors", mlp_file, dict(metadata, case="mlp"))
+    if "mlp" in cases:
+        save("mlp.safetensors", mlp_file, dict(metadata, case="mlp"))
 
     # ---- embedding: repeated ids within and across rows, and some rows of the table never used
     emb = EmbeddingModel()
@@ -301,7 +359,8 @@ def main():
     emb_file = {"embedding.ids": ids, "embedding.target": target}
     emb_file.update({f"embedding.param.{k}": v for k, v in emb_init.items()})
     emb_file.update(finalize(ref))
-    save("embedding.safetensors", emb_file, dict(metadata, case="embedding"))
+    if "embedding" in cases:
+        save("embedding.safetensors", emb_file, dict(metadata, case="embedding"))
 
     # ---- optim: the mlp from the same initial weights, trained on cross-entropy over the same fixed batch
     opt_file = {"optim.input": x, "optim.target": y}
@@ -312,11 +371,15 @@ def main():
         report_float32_error(prefix, ref, low)
         assert margin > 1e-4, f"{prefix}: a ReLU input is {margin:.2e} from its kink; pick another seed"
         opt_file.update(finalize(ref))
-    save("optim.safetensors", opt_file,
-         dict(metadata, case="optim", sgd="lr=0.1 momentum=0.9", adamw="lr=0.01 weight_decay=0.01",
-              steps=STEPS))
+    if "optim" in cases:
+        save("optim.safetensors", opt_file,
+             dict(metadata, case="optim", sgd="lr=0.1 momentum=0.9", adamw="lr=0.01 weight_decay=0.01",
+                  steps=STEPS))
+
+    if "numerics" in cases:
+        make_numerics_file(metadata)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -1,7 +1,7 @@
 // Golden tests: Braid against PyTorch. tests/golden/make_golden.py (run by hand with Debian's python3-torch)
 // wrote tests/data/golden/*.safetensors with the inputs, initial weights, outputs, losses and gradients of a
-// small MLP with every layer and loss, an embedding model, and the parameters after SGD-momentum and AdamW
-// steps. Here the same models are built from Braid's layers, loaded with those weights (read by braid::nn::load,
+// small MLP with every layer and loss, an embedding model, the parameters after SGD-momentum and AdamW steps, and
+// numerical edge cases (log-softmax of large logits, both GELU forms). Here the same models are built from Braid's layers, loaded with those weights (read by braid::nn::load,
 // which so also proves Braid reads files written outside it), run, and compared element by element.
 //
 // The expected values were computed in float64 from the float32 inputs and rounded to float32, so what remains
@@ -228,6 +228,51 @@ TEST(GoldenEmbedding, ForwardAndGradientsMatchPyTorch) {
   EXPECT_EQ(params.size(), with_prefix(golden, "embedding.grad.").size());
   // The table's gradient sums the repeated ids' rows and is zero for ids the batch never used.
   for (const auto& [name, p] : params) EXPECT_GOLDEN("embedding.grad." + name, p.grad(), golden, kPass);
+}
+
+// ---- numerics.safetensors
+
+class GoldenNumerics : public testing::Test {
+ protected:
+  static void SetUpTestSuite() { golden_ = new nn::StateDict(nn::load(golden_path("numerics.safetensors"))); }
+  static void TearDownTestSuite() {
+    delete golden_;
+    golden_ = nullptr;
+  }
+  const nn::StateDict& golden() const { return *golden_; }
+  static nn::StateDict* golden_;
+};
+nn::StateDict* GoldenNumerics::golden_ = nullptr;
+
+// Logits in the hundreds, where the likeliest classes have log-probabilities of -1e-5 to -1e-4: each element is
+// held to its own relative error (no allowance from the tensor's largest magnitude, which is 100). PyTorch's own
+// float32 kernel, summing in float32, is 1% off on the smallest of them; computing max + log(sum) in float32 first
+// (Braid before issue 8) lost them entirely.
+TEST_F(GoldenNumerics, LargeLogitsLogSoftmaxAndCrossEntropyMatchPyTorch) {
+  Tensor x = copy_of(get(golden(), "large_logits.input"));
+  const Tensor& target = get(golden(), "large_logits.target");
+  EXPECT_GOLDEN("large_logits.log_softmax", log_softmax(x, 1), golden(), (Tolerance{1e-5, 0}));
+  x.requires_grad_();
+  Tensor l = F::cross_entropy(x, target);
+  EXPECT_GOLDEN("large_logits.loss.ce", l, golden(), kPass);
+  l.backward();
+  EXPECT_GOLDEN("large_logits.grad.ce", x.grad(), golden(), kPass);
+}
+
+// Tighter than kPass: the two forms differ by up to 5e-4 here, and kPass would allow a tenth of that.
+TEST_F(GoldenNumerics, GeluExactAndTanhWithGradientsMatchPyTorch) {
+  constexpr Tolerance kElementwise{1e-5, 1e-6};
+  for (const std::string approximate : {"none", "tanh"}) {
+    SCOPED_TRACE("approximate " + approximate);
+    Tensor x = copy_of(get(golden(), "gelu.input"));
+    x.requires_grad_();
+    nn::GELU layer({.approximate = approximate});
+    Tensor y = layer(x);
+    EXPECT_GOLDEN("gelu." + approximate, y, golden(), kElementwise);
+    y.backward(get(golden(), "gelu.grad_output"));
+    EXPECT_GOLDEN("gelu.grad." + approximate, x.grad(), golden(), kElementwise);
+    EXPECT_GOLDEN("gelu." + approximate, gelu(copy_of(get(golden(), "gelu.input")), approximate), golden(), kElementwise);
+  }
 }
 
 // ---- optim.safetensors
