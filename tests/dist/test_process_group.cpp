@@ -14,6 +14,7 @@
 #include "braid/core/ops.h"
 #include "braid/dist/init.h"
 #include "braid/dist/process_group.h"
+#include "hand_values.h"
 
 namespace {
 
@@ -23,38 +24,10 @@ using braid::dist::ProcessGroup;
 using braid::dist::ReduceOp;
 using braid::dist::WorkHandle;
 
-// Rank r's element i: distinct across ranks, of both signs, so sum, max and min all pick different ranks' values.
-double value(int r, int64_t i) { return double((r + 1) * (i % 5 + 1)) * (i % 2 ? -1.0 : 1.0) + double(i / 3); }
-
-template <class T>
-Tensor rank_tensor(int r, const braid::Shape& shape) {
-  std::vector<T> v(size_t(braid::shape_numel(shape)));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = T(value(r, int64_t(i)));
-  return braid::from_vector(v, shape);
-}
-
-// What `op` over ranks 0..n-1 of element i gives, computed in T the way the backends do (avg: sum, then divide).
-template <class T>
-T expected(ReduceOp op, const std::vector<int>& ranks, int64_t i) {
-  T acc = T(value(ranks[0], i));
-  for (size_t k = 1; k < ranks.size(); ++k) {
-    T x = T(value(ranks[k], i));
-    if (op == ReduceOp::Max)
-      acc = std::max(acc, x);
-    else if (op == ReduceOp::Min)
-      acc = std::min(acc, x);
-    else
-      acc = acc + x;
-  }
-  if (op == ReduceOp::Avg) acc = acc / T(ranks.size());
-  return acc;
-}
-
-std::vector<int> all_ranks(int n) {
-  std::vector<int> r(static_cast<size_t>(n));
-  std::iota(r.begin(), r.end(), 0);
-  return r;
-}
+using braid::dist_test::all_ranks;
+using braid::dist_test::expected;
+using braid::dist_test::rank_tensor;
+using braid::dist_test::value;
 
 #define REQUIRE_RANKS(n)                                                              \
   do {                                                                                \

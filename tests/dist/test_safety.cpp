@@ -179,3 +179,38 @@ TEST(SafetyDebug, NewGroupWithDifferentListsThrowsEverywhere) {
   expect_contains(msg, "rank 1 passed [1, 0]");
   expect_group_still_works();
 }
+
+TEST(SafetyDebug, RootedCollectivesCompareRootsAndShapes) {
+  REQUIRE_DEBUG_AND_RANKS();
+  auto world = braid::dist::world();
+  int n = world->size(), r = world->rank();
+  Tensor t = braid::ones({3});
+  std::string msg = error_of([&] { world->reduce(t, r == 0 ? 0 : 1)->wait(); });
+  expect_contains(msg, "reduce: ranks disagree");
+  expect_contains(msg, "rank 0 passed reduce(sum, [3] float32, dst 0)");
+  expect_contains(msg, "rank 1 passed reduce(sum, [3] float32, dst 1)");
+  EXPECT_EQ(t.to_vector<float>()[0], 1.0f);
+  int64_t chunk = r == 0 ? 1 : 2;
+  msg = error_of([&] { world->all_to_all(braid::zeros({n * chunk}), braid::zeros({n * chunk}))->wait(); });
+  expect_contains(msg, "all_to_all: ranks disagree");
+  expect_contains(msg, "rank 1 passed all_to_all([" + std::to_string(2 * n) + "] float32 -> [" +
+                           std::to_string(2 * n) + "] float32)");
+  expect_group_still_works();
+}
+
+TEST(SafetyDebug, BatchIsendIrecvSignatureMismatchNamesBothSides) {
+  REQUIRE_DEBUG_AND_RANKS();
+  auto world = braid::dist::world();
+  int r = world->rank();
+  using braid::dist::P2POp;
+  if (r == 0) {
+    world->batch_isend_irecv({P2POp::isend(braid::ones({4}), 1, 6)})->wait();
+  } else if (r == 1) {
+    Tensor t = braid::zeros({2}, DType::Int64);
+    std::string msg = error_of([&] { world->batch_isend_irecv({P2POp::irecv(t, 0, 6)})->wait(); });
+    expect_contains(msg, "recv: ranks disagree");
+    expect_contains(msg, "rank 1 passed recv([2] int64, src 0, tag 6)");
+    expect_contains(msg, "rank 0 passed send([4] float32, dst 1, tag 6)");
+  }
+  expect_group_still_works();
+}
