@@ -3,14 +3,17 @@
 // collectives run as blocking calls, one at a time, on this thread (as PyTorch's MPI process group does); the
 // caller only queues the operation and the thread completes its Work.
 //
-// One queue for all groups, run in issue order: two ranks sharing groups A and B that both issued A's collective
-// first both run it first, whatever the thread's timing, so the order the ranks agree on is the order that runs
-// (a queue per group, served in turn, could run B first on one rank and A first on the other, and deadlock).
+// One queue for all groups' collectives, run in issue order: two ranks sharing groups A and B that both issued A's
+// collective first both run it first, whatever the thread's timing, so the order the ranks agree on is the order
+// that runs (a queue per group, served in turn, could run B first on one rank and A first on the other, and
+// deadlock).
 //
-// send/recv: the thread posts MPI_Isend/MPI_Irecv in issue order (so messages between two ranks match in the order
-// they were issued) and polls them after every operation and while idle, instead of blocking in MPI_Send/MPI_Recv:
-// two ranks that each send to the other and then receive would otherwise both sit in MPI_Send forever. Pending
-// transfers also progress inside the blocking collectives the thread runs.
+// send/recv: the issuing thread posts MPI_Isend/MPI_Irecv at once (under one lock, so messages between two ranks
+// match in the order they were issued) and hands the requests to this thread, which polls them after every
+// collective and while idle; they also progress inside the blocking collectives it runs. So a transfer never waits
+// behind a collective of another group (a rank blocked in group A's collective still delivers the group B message
+// its peer needs before it can join A), and two ranks that each send to the other and then receive do not deadlock
+// as they would in blocking MPI_Send.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -41,22 +44,31 @@ CommThread& CommThread::instance() {
   return *thread;
 }
 
+// mutex_ held: refuses a closed owner's task, starts the thread if need be, counts the task.
+void CommThread::admit(MpiTask& task) {
+  BRAID_CHECK(!task.owner->closed_ && !stopping_, task.description(),
+              ": the process group was shut down (braid::dist::finalize() was called, or the group destroyed)");
+  if (!running_) {
+    running_ = true;
+    ++threads_started_;
+    thread_ = std::thread([this] { run_loop(); });
+  }
+  ++task.owner->outstanding_;
+}
+
 WorkHandle CommThread::enqueue(std::unique_ptr<MpiTask> task) {
   MpiBackend* owner = task->owner;
   task->work = std::make_shared<ThreadWork>(task->sig, task->label, owner->global_rank(), this);
   WorkHandle handle = task->work;
+  if (task->start) {
+    post(std::move(task));
+    return handle;
+  }
   bool quiet = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    BRAID_CHECK(!owner->closed_ && !stopping_, task->description(),
-                ": the process group was shut down (braid::dist::finalize() was called, or the group destroyed)");
-    if (!running_) {
-      running_ = true;
-      ++threads_started_;
-      thread_ = std::thread([this] { run_loop(); });
-    }
-    ++owner->outstanding_;
-    quiet = t_wait_follows && !task->start && queue_.empty() && !busy_;
+    admit(*task);
+    quiet = t_wait_follows && queue_.empty() && !busy_;
     queue_.push_back(std::move(task));
     queued_.fetch_add(1, std::memory_order_release);
   }
@@ -123,7 +135,7 @@ bool CommThread::run_inline(ThreadWork& work) {
   std::unique_ptr<MpiTask> task;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (queue_.empty() || queue_.front()->work.get() != &work || queue_.front()->start) return false;
+    if (queue_.empty() || queue_.front()->work.get() != &work) return false;
     task = take_next();
     if (!task) return false;
     auto deadline =
@@ -140,17 +152,36 @@ bool CommThread::run_inline(ThreadWork& work) {
   return true;
 }
 
-void CommThread::start_p2p(std::unique_ptr<MpiTask> task) {
+void CommThread::post(std::unique_ptr<MpiTask> task) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    admit(*task);
+  }
   auto pending = std::make_unique<PendingP2P>();
-  try {
-    task->start(pending->requests);
-  } catch (const std::exception& e) {
-    // Requests already posted stay with the pending entry (they must finish before the tensor may go).
-    pending->error = failure(*task, e.what());
+  {
+    std::lock_guard<std::mutex> order(post_mutex_);
+    try {
+      task->start(pending->requests);
+    } catch (const std::exception& e) {
+      // Requests already posted stay with the pending entry (they must finish before the tensor may go).
+      pending->error = failure(*task, e.what());
+    }
   }
   pending->statuses.resize(pending->requests.size());
   pending->task = std::move(task);
-  pending_.push_back(std::move(pending));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    incoming_.push_back(std::move(pending));
+    has_incoming_.store(true, std::memory_order_release);
+  }
+  cv_.notify_one();
+}
+
+void CommThread::take_incoming() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& p : incoming_) pending_.push_back(std::move(p));
+  incoming_.clear();
+  has_incoming_.store(false, std::memory_order_relaxed);
 }
 
 bool CommThread::poll_p2p() {
@@ -213,23 +244,20 @@ void CommThread::run_loop() {
   auto last_work = clock::now();
   const auto watch_period = std::chrono::duration_cast<clock::duration>(
       std::chrono::duration<double>(std::clamp(runtime().timeout_s / 20, 0.01, 1.0)));
+  auto wake_up = [&] { return (!queue_.empty() && !busy_) || !incoming_.empty(); };
   for (;;) {
+    if (has_incoming_.load(std::memory_order_acquire)) take_incoming();
     std::unique_ptr<MpiTask> task;
     if (queued_.load(std::memory_order_acquire) > 0 && !busy_.load(std::memory_order_relaxed)) {
       std::lock_guard<std::mutex> lock(mutex_);
       task = take_next();
     }
     if (task) {
-      if (task->start) {
-        start_p2p(std::move(task));
-        release_turn();
-      } else {
-        MpiBackend* owner = task->owner;
-        auto [work, error] = run_collective(*task);
-        release_turn();
-        work->complete(std::move(error));  // moved: the waiter may drop the last reference
-        finished(owner);
-      }
+      MpiBackend* owner = task->owner;
+      auto [work, error] = run_collective(*task);
+      release_turn();
+      work->complete(std::move(error));  // moved: the waiter may drop the last reference
+      finished(owner);
       // Between operations: a stream of collectives (any group's) must not hold back the completion of transfers.
       if (!pending_.empty()) poll_p2p();
       last_work = clock::now();
@@ -246,7 +274,7 @@ void CommThread::run_loop() {
         std::this_thread::yield();
       } else {
         std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait_for(lock, std::chrono::microseconds(100), [&] { return !queue_.empty() && !busy_; });
+        cv_.wait_for(lock, std::chrono::microseconds(100), wake_up);
       }
       continue;
     }
@@ -257,10 +285,10 @@ void CommThread::run_loop() {
       continue;
     }
     std::unique_lock<std::mutex> lock(mutex_);
-    if (stopping_ && queue_.empty() && !busy_) break;
+    if (stopping_ && queue_.empty() && incoming_.empty() && !busy_) break;
     // Sleep until there is something to run, waking now and then to watch a collective that a waiter runs inline
     // (it does not wake this thread, to keep its core free).
-    cv_.wait_for(lock, watch_period, [&] { return (!queue_.empty() && !busy_) || (stopping_ && !busy_); });
+    cv_.wait_for(lock, watch_period, [&] { return wake_up() || (stopping_ && !busy_); });
     last_work = clock::now();
   }
   {

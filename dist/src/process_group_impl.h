@@ -210,16 +210,18 @@ struct MpiTask {
   std::shared_ptr<ThreadWork> work;
   std::vector<Tensor> tensors;  // kept alive until the operation finished
   std::function<void(MPI_Comm)> collective;
-  // send/recv: post the requests (in order), then check what arrived once all completed.
+  // send/recv (set: a point-to-point task): post the requests (in order), then check what arrived once all
+  // completed.
   std::function<void(std::vector<MPI_Request>&)> start;
   std::function<void(const std::vector<MPI_Status>&)> finish;
 };
 
 // The one communication thread of this rank, shared by every group's MpiBackend (a thread per group would not
-// scale to data x tensor x pipeline groups). It runs the tasks of all groups from one queue, in the order this
-// rank issued them: collectives as blocking MPI calls over their group's communicator, send/recv as
-// MPI_Isend/MPI_Irecv that it then polls between operations (and which progress inside the blocking collectives
-// too), so a pending transfer of one group neither blocks nor is starved by another group's collectives.
+// scale to data x tensor x pipeline groups). It runs the collectives of all groups from one queue, in the order
+// this rank issued them, as blocking MPI calls over their group's communicator. send/recv are posted
+// (MPI_Isend/MPI_Irecv) on the issuing thread at once and polled by this thread after every collective and while
+// idle (they progress inside the blocking collectives too), so a transfer of one group neither waits behind nor is
+// starved by another group's collectives.
 // A caller that waits for a collective nobody has started yet, next in line, runs it on its own thread instead
 // (run_inline); the thread then watches the clock for it. The thread starts with the first task and ends at
 // finalize().
@@ -247,7 +249,10 @@ class CommThread : public InlineRunner {
   // Gives back the turn; `finished`: the owner whose task just completed (its count drops).
   void release_turn();
   void finished(MpiBackend* owner);
-  void start_p2p(std::unique_ptr<MpiTask> task);
+  void admit(MpiTask& task);
+  // Posts a point-to-point task's requests on the calling thread and hands them to this thread to poll.
+  void post(std::unique_ptr<MpiTask> task);
+  void take_incoming();
   bool poll_p2p();
   void watch_inline();
 
@@ -264,6 +269,9 @@ class CommThread : public InlineRunner {
   bool stopping_ = false;
   bool running_ = false;  // the thread exists
   std::atomic<int> threads_started_{0};
+  std::mutex post_mutex_;  // posting order is issue order, whichever threads issue
+  std::vector<std::unique_ptr<PendingP2P>> incoming_;  // posted, not yet taken by the thread (under mutex_)
+  std::atomic<bool> has_incoming_{false};
   std::vector<std::unique_ptr<PendingP2P>> pending_;  // only the communication thread touches it
   std::string current_;                               // the task started last (named if a wait times out)
   std::thread thread_;

@@ -189,6 +189,30 @@ TEST(SharedCommunicationThread, PendingRecvOfOneGroupDoesNotBlockAnothersCollect
   EXPECT_EQ(sum.to_vector<float>()[0], float(n));
 }
 
+// A send issued after another group's collective does not wait behind it on the shared thread: rank 1 needs the
+// message before it joins the collective that rank 0's thread is blocked in.
+TEST(SharedCommunicationThread, SendIssuedAfterAnotherGroupsCollectiveDoesNotWaitForIt) {
+  REQUIRE_RANKS(2);
+  auto world = braid::dist::world();
+  const int n = world->size(), r = world->rank();
+  auto pair = braid::dist::new_group({0, 1});
+  Tensor sum = braid::full({8}, double(r));
+  Tensor msg = braid::full({1 << 16}, r == 0 ? 5.0 : 0.0);
+  if (r == 0) {
+    WorkHandle collective = world->all_reduce(sum);
+    WorkHandle sent = pair->send(msg, 1, 3);
+    sent->wait();
+    collective->wait();
+  } else if (r == 1) {
+    pair->recv(msg, 0, 3)->wait();
+    EXPECT_EQ(msg.to_vector<float>()[7], 5.0f);
+    world->all_reduce(sum)->wait();
+  } else {
+    world->all_reduce(sum)->wait();
+  }
+  EXPECT_EQ(sum.to_vector<float>()[0], float(n * (n - 1) / 2));
+}
+
 TEST(SharedCommunicationThread, GroupsAddNoThreads) {
   auto world = braid::dist::world();
   const int n = world->size();

@@ -6,14 +6,15 @@
 // The free functions at the end are the blocking forms.
 //
 // Ordering. All groups of a rank share one communication thread, which runs the collectives of every group one at
-// a time in the order this rank issued them (send/recv are posted in that order and then progress together). So:
+// a time in the order this rank issued them. So:
 // - the operations of one group run in issue order, and every rank of the group must issue the same collectives
 //   in the same order;
 // - across groups, the ranks' issue orders must agree with one global order: two ranks that share groups A and B
 //   must both issue A's collective before B's, or both after (as with PyTorch's NCCL groups). Ranks that disagree
 //   deadlock (each waits in the collective the other has not reached), and the wait's timeout ends the job.
-// Point-to-point operations are exempt: they never block the thread, so a pending recv of one group does not hold
-// back another group's collectives.
+// Point-to-point operations are exempt: they are posted at once, in issue order, on the issuing thread and then
+// progress in the background, so they never wait behind a collective, and a pending recv of one group does not
+// hold back another group's collectives. Messages between two ranks of a group match in issue order (per tag).
 //
 // Membership. new_group() gives a rank outside its list a non-member group (is_member() false, rank() -1): every
 // operation on it throws braid::Error, so such a rank can never enter a collective by mistake. A null group is
