@@ -1,15 +1,18 @@
-// The NCCL backend (built with BRAID_WITH_NCCL): CUDA tensors of a group go over one NCCL communicator, made with
+// The NCCL backend (built with BRAID_WITH_NCCL): CUDA tensors of a group go over two NCCL communicators, made with
 // the group when every local rank has a GPU of its own, else on its first CUDA operation (group rank 0's
-// ncclGetUniqueId reaches the others by MPI_Bcast over the group's communicator). Collectives run on one stream of
-// the group's, point-to-point operations on another, so a receive waiting for its sender cannot hold back the
-// collectives issued after it (DDP's all-reduces behind a pipeline's pending recv). Each operation first waits
-// (cudaEvent) for the work already queued on Braid's compute stream of the device, so it reads finished values;
-// Work::wait() makes the compute stream wait for the operation's event in turn, without blocking the host
-// (is_completed() asks the event; wait(timeout) polls it). gather, scatter and all_to_all are ncclSend/ncclRecv
-// pairs inside one ncclGroupStart/End. NCCL has no tags: messages between two ranks match in issue order per peer,
-// so the k-th send to a peer must meet that peer's k-th receive from this rank with the same tag; in debug mode
-// every send/recv's signature (tag included) crosses over MPI in that same order and a mismatch throws. The timeout
-// does not apply to wait() here (it never blocks); NCCL's own asynchronous errors are reported by wait().
+// ncclGetUniqueIds reach the others by MPI_Bcast over the group's communicator). Collectives run on one
+// communicator and stream, point-to-point operations on the other communicator and a stream of their own (NCCL
+// runs the operations of one communicator in order, whatever their streams), so a receive waiting for its sender
+// cannot hold back the collectives issued after it (DDP's all-reduces behind a pipeline's pending recv).
+//
+// Each operation first waits (cudaEvent) for the work already queued on Braid's compute stream of the device, so
+// it reads finished values; Work::wait() makes the compute stream wait for the operation's event in turn, without
+// blocking the host (is_completed() asks the event; wait(timeout) polls it). gather, scatter and all_to_all are
+// ncclSend/ncclRecv pairs inside one ncclGroupStart/End. NCCL has no tags: messages between two ranks match in
+// issue order per peer, so the k-th send to a peer must meet that peer's k-th receive from this rank with the same
+// tag; in debug mode every send/recv's signature (tag included) crosses over MPI in that same order and a mismatch
+// throws. The timeout does not apply to wait() here (it never blocks); NCCL's own asynchronous errors are reported
+// by wait().
 //
 // Uses braid::cuda::current_stream(device) (braid/core/cuda.h) for the compute stream.
 #include <cuda_runtime.h>
@@ -112,14 +115,17 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
     rank_ = mpi_->rank();
     size_ = mpi_->size();
     // Group rank 0 makes the id; a failure there travels with the broadcast so no rank waits for an id forever.
+    // Two communicators: one for collectives, one for point-to-point.
     struct Bootstrap {
       int32_t ok = 0;
       ncclUniqueId id{};
+      ncclUniqueId p2p_id{};
       char error[256] = {};
     };
     auto boot = std::make_shared<Bootstrap>();
     if (rank_ == 0) {
       ncclResult_t rc = ncclGetUniqueId(&boot->id);
+      if (rc == ncclSuccess) rc = ncclGetUniqueId(&boot->p2p_id);
       boot->ok = rc == ncclSuccess;
       if (!boot->ok)
         std::snprintf(boot->error, sizeof boot->error, "ncclGetUniqueId failed: %s", ncclGetErrorString(rc));
@@ -133,6 +139,7 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
                 boot->error, ")");
     DeviceGuard guard(device_);
     BRAID_NCCL_CHECK(ncclCommInitRank(&comm_, size_, boot->id, rank_));
+    BRAID_NCCL_CHECK(ncclCommInitRank(&p2p_comm_, size_, boot->p2p_id, rank_));
     BRAID_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     BRAID_CUDA_CHECK(cudaStreamCreateWithFlags(&p2p_stream_, cudaStreamNonBlocking));
     BRAID_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
@@ -257,9 +264,9 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
       for (const P2POp& op : ops) {
         const Tensor& t = op.tensor;
         if (op.kind == P2POp::Kind::ISend)
-          BRAID_NCCL_CHECK(ncclSend(t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), op.peer, comm_, s));
+          BRAID_NCCL_CHECK(ncclSend(t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), op.peer, p2p_comm_, s));
         else
-          BRAID_NCCL_CHECK(ncclRecv(t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), op.peer, comm_, s));
+          BRAID_NCCL_CHECK(ncclRecv(t.raw_data(), size_t(t.numel()), nccl_dtype(t.dtype()), op.peer, p2p_comm_, s));
       }
       BRAID_NCCL_CHECK(ncclGroupEnd());
     });
@@ -278,10 +285,12 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
     BRAID_CUDA_CHECK(cudaStreamSynchronize(stream_));
     BRAID_CUDA_CHECK(cudaStreamSynchronize(p2p_stream_));
     BRAID_NCCL_CHECK(ncclCommDestroy(comm_));
+    BRAID_NCCL_CHECK(ncclCommDestroy(p2p_comm_));
     cudaEventDestroy(ready_);
     cudaStreamDestroy(stream_);
     cudaStreamDestroy(p2p_stream_);
     comm_ = nullptr;
+    p2p_comm_ = nullptr;
   }
 
   int device() const { return device_; }
@@ -290,10 +299,12 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
   void check_async_error(const std::string& what) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopped_ || !comm_) return;
-    ncclResult_t async = ncclSuccess;
-    BRAID_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
-    BRAID_CHECK(async == ncclSuccess || async == ncclInProgress, what, " on rank ", global_rank_,
-                " failed: NCCL reported ", ncclGetErrorString(async), " (", ncclGetLastError(comm_), ")");
+    for (ncclComm_t comm : {comm_, p2p_comm_}) {
+      ncclResult_t async = ncclSuccess;
+      BRAID_NCCL_CHECK(ncclCommGetAsyncError(comm, &async));
+      BRAID_CHECK(async == ncclSuccess || async == ncclInProgress, what, " on rank ", global_rank_,
+                  " failed: NCCL reported ", ncclGetErrorString(async), " (", ncclGetLastError(comm), ")");
+    }
   }
 
  private:
@@ -371,7 +382,8 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
   int global_rank_;
   int rank_ = 0;
   int size_ = 1;
-  ncclComm_t comm_ = nullptr;
+  ncclComm_t comm_ = nullptr;      // collectives, on stream_
+  ncclComm_t p2p_comm_ = nullptr;  // send, recv, batch_isend_irecv, on p2p_stream_
   cudaStream_t stream_ = nullptr;      // collectives
   cudaStream_t p2p_stream_ = nullptr;  // send, recv, batch_isend_irecv
   cudaEvent_t ready_ = nullptr;  // recorded on the compute stream before each operation
