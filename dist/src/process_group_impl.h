@@ -1,8 +1,8 @@
 // Private to dist/: what init.cpp and the process-group sources share. The process-wide state init() sets up, the
 // checked-call macro for MPI, the validation and descriptions every backend uses, and the backends themselves:
 // MpiBackend (CPU tensors of one group; its operations run on this rank's one CommThread, shared by every group)
-// and, when built with NCCL, the NCCL backend (CUDA tensors; a stream per group for collectives, another for
-// point-to-point).
+// and, when built with NCCL, the NCCL backend (CUDA tensors; a communicator and stream per group for collectives,
+// another pair for point-to-point).
 #pragma once
 
 // Only MPI's C API: Open MPI's mpi.h would otherwise pull in its deprecated C++ bindings, which need libmpi_cxx.
