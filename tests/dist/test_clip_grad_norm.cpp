@@ -208,5 +208,16 @@ TEST(ClipGradNorm, RefusesAGroupThatWouldCountShardsTwice) {
                      {"clip_grad_norm_", "parameter 0", std::to_string(world + 1) + " shards", "group has"});
 }
 
+// The single-process optim::clip_grad_norm_ would see only this rank's shard and clip by too small a norm.
+TEST(ClipGradNorm, SingleProcessClippingRefusesAShard) {
+  LayerGrads grads = dyadic_grads(37);
+  Tensor w = leaf_with_grad(rows(grads.weight, 0, 1), {1, kCols});
+  nn::set_parallel_attributes(w, {.shard_dim = 0, .num_shards = 2, .shard_rank = 0, .group = dist::world()});
+  std::vector<float> before = w.grad().to_vector<float>();
+  test::expect_error([&] { optim::clip_grad_norm_({w}, 1e-3); },
+                     {"clip_grad_norm_", "parameter 0", "dist::clip_grad_norm_"});
+  EXPECT_EQ(w.grad().to_vector<float>(), before);
+}
+
 }  // namespace
 }  // namespace braid

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "braid/nn/parallel_attributes.h"
 #include "braid/optim/clip_grad.h"
 #include "optim_util.h"
 
@@ -38,6 +39,12 @@ void Optimizer::zero_grad(bool set_to_none) {
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type) {
   BRAID_CHECK(max_norm >= 0, "clip_grad_norm_: max_norm must be >= 0, got ", max_norm);
   BRAID_CHECK(norm_type > 0, "clip_grad_norm_: norm_type must be positive, got ", norm_type);
+  // A shard's gradient is part of a norm that spans ranks: counting it alone would clip by a smaller norm than the
+  // unsplit model's, silently.
+  for (size_t i = 0; i < params.size(); ++i)
+    BRAID_CHECK(!nn::is_sharded(params[i]), "clip_grad_norm_: parameter ", i, " (", shape_str(params[i].shape()),
+                ") is a shard of a parameter split across ranks; use dist::clip_grad_norm_, which sums the norm over "
+                "the shard's group");
   NoGradGuard guard;
   double total = 0;
   bool inf = std::isinf(norm_type);
