@@ -14,6 +14,7 @@
 #include "braid/core/ops.h"
 #include "braid/dist/init.h"
 #include "braid/dist/process_group.h"
+#include "dist_test_util.h"
 
 namespace {
 
@@ -23,25 +24,8 @@ using braid::dist::ProcessGroup;
 using braid::dist::ReduceOp;
 using braid::dist::WorkHandle;
 
-#define REQUIRE_RANKS(n)                                                              \
-  do {                                                                                \
-    if (braid::dist::world_size() < (n)) GTEST_SKIP() << "needs " << (n) << " ranks"; \
-  } while (0)
-
-template <class Fn>
-std::string error_of(Fn&& call) {
-  try {
-    call();
-  } catch (const braid::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no braid::Error on rank " << braid::dist::rank();
-  return "";
-}
-
-void expect_contains(const std::string& text, const std::string& part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
-}
+using braid::dist_test::error_of;
+using braid::dist_test::expect_contains;
 
 int threads_of_this_process() {
   int n = 0;

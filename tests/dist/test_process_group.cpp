@@ -14,6 +14,7 @@
 #include "braid/core/ops.h"
 #include "braid/dist/init.h"
 #include "braid/dist/process_group.h"
+#include "dist_test_util.h"
 #include "hand_values.h"
 
 namespace {
@@ -28,11 +29,6 @@ using braid::dist_test::all_ranks;
 using braid::dist_test::expected;
 using braid::dist_test::rank_tensor;
 using braid::dist_test::value;
-
-#define REQUIRE_RANKS(n)                                                              \
-  do {                                                                                \
-    if (braid::dist::world_size() < (n)) GTEST_SKIP() << "needs " << (n) << " ranks"; \
-  } while (0)
 
 template <class T>
 class ProcessGroupTyped : public ::testing::Test {};

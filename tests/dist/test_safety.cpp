@@ -9,6 +9,7 @@
 #include "braid/core/creation.h"
 #include "braid/dist/init.h"
 #include "braid/dist/process_group.h"
+#include "dist_test_util.h"
 
 namespace {
 
@@ -27,21 +28,8 @@ bool debug_mode() {
     if (braid::dist::world_size() < 2) GTEST_SKIP() << "needs 2 ranks"; \
   } while (0)
 
-// Runs `call` (which issues and waits) and returns the braid::Error message it must throw.
-template <class Fn>
-std::string error_of(Fn&& call) {
-  try {
-    call();
-  } catch (const braid::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no braid::Error on rank " << braid::dist::rank();
-  return "";
-}
-
-void expect_contains(const std::string& text, const std::string& part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
-}
+using braid::dist_test::error_of;
+using braid::dist_test::expect_contains;
 
 // A matched collective afterwards proves the group is still in step on every rank.
 void expect_group_still_works() {
