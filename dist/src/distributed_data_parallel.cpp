@@ -11,6 +11,7 @@
 #include "braid/core/ops.h"
 #include "braid/dist/init.h"
 #include "braid/nn/autograd.h"
+#include "braid/nn/parallel_attributes.h"
 #include "wait_follows_hint.h"
 
 namespace braid::dist {
@@ -26,6 +27,20 @@ std::string ranks_list(const std::vector<int>& ranks) {
   std::string out;
   for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
   return out;
+}
+
+// The broadcast from rank 0 and the gradient average run over DDP's group: for a shard whose other shards live on
+// ranks of that group, they would overwrite each shard with rank 0's and average different parts of the parameter.
+void check_not_across_shards(const std::string& name, const Tensor& p, const ProcessGroup& group) {
+  nn::ParallelAttributes a = nn::parallel_attributes(p);
+  if (!a.is_sharded() || !a.group) return;
+  std::vector<int> shared;
+  for (int r : a.group->ranks())
+    if (std::find(group.ranks().begin(), group.ranks().end(), r) != group.ranks().end()) shared.push_back(r);
+  BRAID_CHECK(shared.size() <= 1, "DistributedDataParallel: parameter '", name, "' is sharded over the group [",
+              ranks_list(a.group->ranks()), "], which shares ranks [", ranks_list(shared), "] with DDP's group [",
+              ranks_list(group.ranks()), "]; DDP must run over the data-parallel group, whose ranks hold the same "
+              "shard");
 }
 
 }  // namespace
@@ -264,6 +279,7 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared
   s.inv_world = 1.0 / double(s.group->size());
   for (auto& [name, p] : module_.named_parameters()) {
     BRAID_CHECK(p.defined(), "DistributedDataParallel: parameter '", name, "' is undefined");
+    check_not_across_shards(name, p, *group_);
     s.names.push_back(name);
     s.params.push_back(p);
   }

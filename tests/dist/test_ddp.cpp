@@ -514,5 +514,20 @@ TEST(DistributedDataParallel, NullGroupIsAnError) {
   EXPECT_THROW(DistributedDataParallel(model, nullptr), Error);
 }
 
+// A tensor-parallel shard must not be broadcast or averaged across the ranks holding the other shards.
+TEST(DistributedDataParallel, GroupSpanningAParametersShardsIsAnError) {
+  auto world = dist::world();
+  if (world->size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  Mlp model;
+  Tensor weight = model.named_parameters()[0].second;
+  std::vector<float> before = weight.to_vector<float>();
+  nn::set_parallel_attributes(
+      weight, {.shard_dim = 0, .num_shards = world->size(), .shard_rank = world->rank(), .group = world});
+  test::expect_error([&] { DistributedDataParallel ddp(model, world); },
+                     {"DistributedDataParallel", model.named_parameters()[0].first, "is sharded over the group",
+                      "data-parallel group"});
+  EXPECT_EQ(weight.to_vector<float>(), before) << "nothing may be broadcast before the check";
+}
+
 }  // namespace
 }  // namespace braid
