@@ -103,7 +103,8 @@ std::unique_ptr<MpiTask> CommThread::take_next() {
   queue_.pop_front();
   queued_.fetch_sub(1, std::memory_order_relaxed);
   busy_.store(true, std::memory_order_relaxed);
-  current_ = task->description();
+  current_sig_ = task->sig;  // described only if a wait times out
+  current_label_ = task->label;
   return task;
 }
 
@@ -235,7 +236,8 @@ void CommThread::watch_inline() {
   int64_t deadline = inline_deadline_ns_.load(std::memory_order_relaxed);
   if (deadline == 0 || std::chrono::steady_clock::now().time_since_epoch().count() < deadline) return;
   std::lock_guard<std::mutex> lock(mutex_);
-  if (inline_deadline_ns_.load(std::memory_order_relaxed) == deadline) abort_on_timeout(current_, runtime().rank);
+  if (inline_deadline_ns_.load(std::memory_order_relaxed) == deadline)
+    abort_on_timeout(current_description(), runtime().rank);
 }
 
 void CommThread::run_loop() {
@@ -304,7 +306,7 @@ void CommThread::close(MpiBackend& owner) {
   cv_.notify_all();
   auto timeout = std::chrono::duration<double>(std::min(runtime().timeout_s, 1e9));
   if (!idle_cv_.wait_for(lock, timeout, [&] { return owner.outstanding_ == 0; }))
-    abort_on_timeout("finalize: waiting for " + current_, owner.global_rank());
+    abort_on_timeout("finalize: waiting for " + current_description(), owner.global_rank());
 }
 
 void CommThread::stop() {
@@ -314,7 +316,7 @@ void CommThread::stop() {
   cv_.notify_all();
   auto timeout = std::chrono::duration<double>(std::min(runtime().timeout_s, 1e9));
   if (!idle_cv_.wait_for(lock, timeout, [&] { return !running_; }))
-    abort_on_timeout("finalize: waiting for " + current_, runtime().rank);
+    abort_on_timeout("finalize: waiting for " + current_description(), runtime().rank);
   lock.unlock();
   if (thread_.joinable()) thread_.join();
 }

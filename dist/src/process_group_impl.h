@@ -273,7 +273,10 @@ class CommThread : public InlineRunner {
   std::vector<std::unique_ptr<PendingP2P>> incoming_;  // posted, not yet taken by the thread (under mutex_)
   std::atomic<bool> has_incoming_{false};
   std::vector<std::unique_ptr<PendingP2P>> pending_;  // only the communication thread touches it
-  std::string current_;                               // the task started last (named if a wait times out)
+  // The task started last, named if a wait times out (under mutex_).
+  Signature current_sig_;
+  std::string current_label_;
+  std::string current_description() const { return current_label_.empty() ? describe(current_sig_) : current_label_; }
   std::thread thread_;
 };
 
