@@ -144,7 +144,7 @@ bool CommThread::run_inline(ThreadWork& work) {
                                                std::chrono::duration<double>(std::min(runtime().timeout_s, 1e9)));
     inline_deadline_ns_.store(deadline.time_since_epoch().count(), std::memory_order_relaxed);
   }
-  cv_.notify_one();  // starts watching the clock (it sleeps up to a twentieth of the timeout)
+  // Not woken: this thread sleeps at most a twentieth of the timeout, then watches the deadline (watch_inline).
   MpiBackend* owner = task->owner;
   auto [done, error] = run_collective(*task);
   release_turn();
