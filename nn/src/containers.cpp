@@ -9,11 +9,15 @@ size_t detail::checked_index(const char* container, int64_t index, size_t size) 
   return size_t(index < 0 ? index + n : index);
 }
 
-void SequentialImpl::push_back_entry(const std::string& name, std::shared_ptr<Module> module, Forward forward) {
-  BRAID_CHECK(module, "Sequential.push_back: the module is null");
+void ModuleSequence::append_module(const std::string& name, std::shared_ptr<Module> module) {
+  BRAID_CHECK(module, type_name(), ".push_back: the module is null");
   register_module(name, module);
-  names_.push_back(name);
   modules_.push_back(std::move(module));
+}
+
+void SequentialImpl::push_back_entry(const std::string& name, std::shared_ptr<Module> module, Forward forward) {
+  append_module(name, std::move(module));
+  names_.push_back(name);
   forwards_.push_back(std::move(forward));
   next_name_ = std::stoll(name) + 1;
 }
@@ -22,10 +26,6 @@ Tensor SequentialImpl::forward(const Tensor& x) {
   Tensor h = x;
   for (auto& f : forwards_) h = f(h);
   return h;
-}
-
-const std::shared_ptr<Module>& SequentialImpl::ptr(int64_t index) const {
-  return modules_[detail::checked_index("Sequential", index, size())];
 }
 
 Sequential SequentialImpl::slice(int64_t begin, int64_t end) const {
@@ -37,16 +37,6 @@ Sequential SequentialImpl::slice(int64_t begin, int64_t end) const {
   for (int64_t i = b; i < e; ++i) out->push_back_entry(names_[size_t(i)], modules_[size_t(i)], forwards_[size_t(i)]);
   out->set_training_flag(is_training());
   return out;
-}
-
-void ModuleListImpl::append_module(std::shared_ptr<Module> module) {
-  BRAID_CHECK(module, "ModuleList.push_back: the module is null");
-  register_module(std::to_string(modules_.size()), module);
-  modules_.push_back(std::move(module));
-}
-
-const std::shared_ptr<Module>& ModuleListImpl::ptr(int64_t index) const {
-  return modules_[detail::checked_index("ModuleList", index, size())];
 }
 
 }  // namespace braid::nn

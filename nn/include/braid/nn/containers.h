@@ -38,12 +38,39 @@ M& module_as(const char* container, size_t index, const std::shared_ptr<Module>&
 }
 }  // namespace detail
 
+// What Sequential and ModuleList share: their modules in order, indexed as seq[i] and iterated; error messages
+// name the container by its type name.
+class ModuleSequence : public Module {
+ public:
+  size_t size() const { return modules_.size(); }
+  bool is_empty() const { return modules_.empty(); }
+  const std::shared_ptr<Module>& operator[](int64_t index) const { return ptr(index); }
+  const std::shared_ptr<Module>& ptr(int64_t index) const {
+    return modules_[detail::checked_index(type_name().c_str(), index, size())];
+  }
+  template <class M>
+  M& at(int64_t index) const {
+    size_t i = detail::checked_index(type_name().c_str(), index, size());
+    return detail::module_as<M>(type_name().c_str(), i, modules_[i]);
+  }
+
+  std::vector<std::shared_ptr<Module>>::const_iterator begin() const { return modules_.begin(); }
+  std::vector<std::shared_ptr<Module>>::const_iterator end() const { return modules_.end(); }
+
+ protected:
+  explicit ModuleSequence(std::string type_name) : Module(std::move(type_name)) {}
+  // Registers `module` under `name` and appends it; a null module is an error.
+  void append_module(const std::string& name, std::shared_ptr<Module> module);
+
+  std::vector<std::shared_ptr<Module>> modules_;
+};
+
 class Sequential;
 
 // Runs its modules in order; each must have Tensor forward(const Tensor&). Iterating visits the modules.
-class SequentialImpl : public Module {
+class SequentialImpl : public ModuleSequence {
  public:
-  SequentialImpl() : Module("Sequential") {}
+  SequentialImpl() : ModuleSequence("Sequential") {}
   template <class... Modules>
     requires(sizeof...(Modules) >= 1)
   explicit SequentialImpl(Modules&&... modules) : SequentialImpl() {
@@ -58,30 +85,17 @@ class SequentialImpl : public Module {
   }
   Tensor forward(const Tensor& x);
 
-  size_t size() const { return modules_.size(); }
-  bool is_empty() const { return modules_.empty(); }
-  const std::shared_ptr<Module>& operator[](int64_t index) const { return ptr(index); }
-  const std::shared_ptr<Module>& ptr(int64_t index) const;
-  template <class M>
-  M& at(int64_t index) const {
-    size_t i = detail::checked_index("Sequential", index, size());
-    return detail::module_as<M>("Sequential", i, modules_[i]);
-  }
   // Modules [begin, end) (negative counts from the end, as seq[i]) as a new Sequential that holds the same modules,
   // so the slice's parameters are the original's tensors: training a slice trains the original. The modules keep
   // their names ("2.weight" stays "2.weight"), as PyTorch's seq[2:4], so a stage's state dict uses the full
   // model's keys.
   Sequential slice(int64_t begin, int64_t end) const;
 
-  std::vector<std::shared_ptr<Module>>::const_iterator begin() const { return modules_.begin(); }
-  std::vector<std::shared_ptr<Module>>::const_iterator end() const { return modules_.end(); }
-
  private:
   using Forward = std::function<Tensor(const Tensor&)>;
   void push_back_entry(const std::string& name, std::shared_ptr<Module> module, Forward forward);
 
   std::vector<std::string> names_;
-  std::vector<std::shared_ptr<Module>> modules_;
   std::vector<Forward> forwards_;
   int64_t next_name_ = 0;
 };
@@ -89,9 +103,9 @@ BRAID_MODULE(Sequential);
 
 // Holds modules under "0", "1", ... (parameters "layers.0.weight" when registered as "layers"); no forward: the
 // owner calls the modules itself. Iterating visits the modules.
-class ModuleListImpl : public Module {
+class ModuleListImpl : public ModuleSequence {
  public:
-  ModuleListImpl() : Module("ModuleList") {}
+  ModuleListImpl() : ModuleSequence("ModuleList") {}
   template <class... Modules>
     requires(sizeof...(Modules) >= 1)
   explicit ModuleListImpl(Modules&&... modules) : ModuleListImpl() {
@@ -101,30 +115,13 @@ class ModuleListImpl : public Module {
   // Appends a module (a holder such as nn::Linear, or a shared_ptr to a module).
   template <class M>
   void push_back(const M& module) {
-    append_module(detail::module_pointer(module));
+    append_module(std::to_string(size()), detail::module_pointer(module));
   }
   // The same as push_back, under Python's name.
   template <class M>
   void append(const M& module) {
     push_back(module);
   }
-
-  size_t size() const { return modules_.size(); }
-  bool is_empty() const { return modules_.empty(); }
-  const std::shared_ptr<Module>& operator[](int64_t index) const { return ptr(index); }
-  const std::shared_ptr<Module>& ptr(int64_t index) const;
-  template <class M>
-  M& at(int64_t index) const {
-    size_t i = detail::checked_index("ModuleList", index, size());
-    return detail::module_as<M>("ModuleList", i, modules_[i]);
-  }
-
-  std::vector<std::shared_ptr<Module>>::const_iterator begin() const { return modules_.begin(); }
-  std::vector<std::shared_ptr<Module>>::const_iterator end() const { return modules_.end(); }
-
- private:
-  void append_module(std::shared_ptr<Module> module);
-  std::vector<std::shared_ptr<Module>> modules_;
 };
 BRAID_MODULE(ModuleList);
 
