@@ -1,10 +1,15 @@
-// Helpers shared by the test suites: checking that a call throws braid::Error and what the message says.
+// Helpers shared by the test suites: checking that a call throws braid::Error and what the message says, the names
+// of a named list, and a fixture with a scratch folder.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "braid/core/error.h"
@@ -31,5 +36,30 @@ inline void expect_error(const std::function<void()>& f, const std::vector<std::
   std::string msg = error_of(f);
   for (const auto& part : parts) EXPECT_CONTAINS(msg, part);
 }
+
+// The names of a list of (name, value) pairs, as named_parameters() or named_modules() return.
+template <class T>
+std::vector<std::string> names_of(const std::vector<std::pair<std::string, T>>& named) {
+  std::vector<std::string> out;
+  for (const auto& [n, _] : named) out.push_back(n);
+  return out;
+}
+
+// A fresh folder per test (named after the suite, the process and the test), removed afterwards.
+class TempDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = "braid_" + std::string(info->test_suite_name()) + "_" + std::to_string(::getpid()) + "_" +
+                       info->name();
+    // One folder even for a parameterised test ("Suite/Test/Param"), so TearDown removes all of it.
+    std::replace(name.begin(), name.end(), '/', '_');
+    dir_ = std::filesystem::temp_directory_path() / name;
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+};
 
 }  // namespace braid::test

@@ -1,6 +1,5 @@
 // Checkpoints: round trips, the exact .safetensors layout, and loud failures on damaged files or mismatched models.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -23,17 +22,8 @@ using nlohmann::json;
 
 namespace {
 
-class CheckpointTest : public ::testing::Test {
+class CheckpointTest : public braid::test::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("braid_checkpoint_test_" + std::to_string(::getpid()) + "_" +
-                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   static std::vector<uint8_t> read_bytes(const std::string& p) {
     std::ifstream in(p, std::ios::binary);
     return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
@@ -57,8 +47,6 @@ class CheckpointTest : public ::testing::Test {
     std::memcpy(out.data(), v.data(), out.size());
     return out;
   }
-
-  std::filesystem::path dir_;
 };
 
 void expect_same(const Tensor& got, const Tensor& want) {

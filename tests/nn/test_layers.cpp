@@ -14,15 +14,10 @@
 using namespace braid;
 using braid::test::error_of;
 using braid::test::expect_error;
+using braid::test::names_of;
 namespace F = braid::nn::functional;
 
 namespace {
-
-std::vector<std::string> names_of(const std::vector<std::pair<std::string, Tensor>>& named) {
-  std::vector<std::string> out;
-  for (const auto& [n, _] : named) out.push_back(n);
-  return out;
-}
 
 struct Block : nn::Module {
   Block() : Module("Block") {}

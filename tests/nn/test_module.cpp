@@ -13,21 +13,9 @@
 using namespace braid;
 using braid::test::error_of;
 using braid::test::expect_error;
+using braid::test::names_of;
 
 namespace {
-
-std::vector<std::string> names_of(const std::vector<std::pair<std::string, Tensor>>& named) {
-  std::vector<std::string> out;
-  for (const auto& [n, _] : named) out.push_back(n);
-  return out;
-}
-
-template <class T>
-std::vector<std::string> module_names(const std::vector<std::pair<std::string, T>>& named) {
-  std::vector<std::string> out;
-  for (const auto& [n, _] : named) out.push_back(n);
-  return out;
-}
 
 struct Block : nn::Module {
   Block() : Module("Block") {}
@@ -122,7 +110,7 @@ TEST(Sequential, SliceSharesParametersAndKeepsNames) {
 
   // A module appended to a slice is named after the slice's last name.
   tail->push_back(nn::Linear(3, 2));
-  EXPECT_EQ(module_names(tail->named_children()), (std::vector<std::string>{"2", "3", "4", "5"}));
+  EXPECT_EQ(names_of(tail->named_children()), (std::vector<std::string>{"2", "3", "4", "5"}));
   EXPECT_EQ(seq->size(), 5u) << "appending to a slice must not change the original";
 
   // A slice of a model in eval mode is in eval mode.
@@ -168,7 +156,7 @@ TEST(ModuleList, NamesIndexingAndIteration) {
   nn::ModuleList mixed(nn::Linear(2, 2), nn::ReLU());
   EXPECT_EQ(mixed->size(), 2u);
   expect_error([&] { mixed->at<nn::LinearImpl>(1); }, {"ModuleList", "module 1", "ReLU"});
-  EXPECT_EQ(module_names(mixed->named_children()), (std::vector<std::string>{"0", "1"}));
+  EXPECT_EQ(names_of(mixed->named_children()), (std::vector<std::string>{"0", "1"}));
 }
 
 // ---- named_modules and apply ----
@@ -176,7 +164,7 @@ TEST(ModuleList, NamesIndexingAndIteration) {
 TEST(Module, NamedModulesArePrefixedDepthFirst) {
   Net net;
   auto named = net.named_modules();
-  EXPECT_EQ(module_names(named), (std::vector<std::string>{"", "fc", "block", "block.fc", "drop", "norm"}));
+  EXPECT_EQ(names_of(named), (std::vector<std::string>{"", "fc", "block", "block.fc", "drop", "norm"}));
   EXPECT_EQ(named[0].second.get(), &net);
   EXPECT_EQ(named[3].second.get(), net.block->fc.get());
   EXPECT_EQ(net.modules().size(), 6u);
@@ -188,12 +176,12 @@ TEST(Module, NamedModulesArePrefixedDepthFirst) {
   outer->register_module("b", nn::Sequential(nn::Tanh()));
   outer->register_module("c", shared);
   auto outer_named = outer->named_modules();
-  EXPECT_EQ(module_names(outer_named), (std::vector<std::string>{"", "a", "b", "b.0"}));
+  EXPECT_EQ(names_of(outer_named), (std::vector<std::string>{"", "a", "b", "b.0"}));
   // A module held by a shared_ptr hands out an owning pointer to itself.
   EXPECT_EQ(outer_named[0].second, outer);
 
   nn::Sequential seq = make_mlp();
-  EXPECT_EQ(module_names(seq->named_modules()), (std::vector<std::string>{"", "0", "1", "2", "3", "4"}));
+  EXPECT_EQ(names_of(seq->named_modules()), (std::vector<std::string>{"", "0", "1", "2", "3", "4"}));
 }
 
 TEST(Module, ApplyVisitsChildrenBeforeParentsAndEachOnce) {

@@ -19,17 +19,7 @@ using nlohmann::json;
 
 namespace {
 
-class TrainingStateTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("braid_training_state_test_" + std::to_string(::getpid()) + "_" +
-                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  std::filesystem::path dir_;
-};
+class TrainingStateTest : public braid::test::TempDirTest {};
 
 nn::Sequential make_model(uint64_t seed, int64_t hidden = 8) {
   manual_seed(seed);
