@@ -34,11 +34,9 @@ void LRScheduler::check_state_dict(const LRSchedulerState& s) const {
   detail::check_lr(op.c_str(), s.base_lrs[0]);
   BRAID_CHECK(s.last_epoch >= 0, op, ": last_epoch must be >= 0, got ", s.last_epoch);
   std::set<std::string> want, got;
-  std::string want_text, got_text;
-  for (const auto& [k, _] : options()) want.insert(k), want_text += " '" + k + "'";
-  for (const auto& [k, _] : s.options) got.insert(k), got_text += " '" + k + "'";
-  BRAID_CHECK(want == got, op, ": the state's options (", got_text.empty() ? " none" : got_text, " ) do not fit this ",
-              name(), ", which has (", want_text, " )");
+  for (const auto& [k, _] : options()) want.insert(k);
+  for (const auto& [k, _] : s.options) got.insert(k);
+  BRAID_CHECK(want == got, op, ": the state's options do not fit this ", name(), ": ", detail::name_mismatch(want, got));
   check_options(s.options);
 }
 

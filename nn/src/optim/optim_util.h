@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cmath>
+#include <set>
+#include <string>
 
 #include "braid/core/core.h"
 
@@ -28,6 +30,24 @@ inline int64_t count_from(const char* op, const char* name, double v) {
   BRAID_CHECK(std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 0x1p62, op, ": '", name,
               "' must be a whole number, got ", v);
   return int64_t(v);
+}
+
+// Names in `got` and not in `want` or the other way round, as "missing 'a', 'b'; unexpected 'c'".
+inline std::string name_mismatch(const std::set<std::string>& want, const std::set<std::string>& got) {
+  auto quoted = [](const std::set<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "'" : ", '") + n + "'";
+    return out;
+  };
+  std::set<std::string> missing, unexpected;
+  for (const auto& n : want)
+    if (!got.count(n)) missing.insert(n);
+  for (const auto& n : got)
+    if (!want.count(n)) unexpected.insert(n);
+  std::string out;
+  if (!missing.empty()) out += "missing " + quoted(missing);
+  if (!unexpected.empty()) out += (out.empty() ? "" : "; ") + std::string("unexpected ") + quoted(unexpected);
+  return out;
 }
 
 }  // namespace braid::optim::detail

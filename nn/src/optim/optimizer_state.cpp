@@ -4,29 +4,11 @@
 #include <set>
 
 #include "braid/optim/optimizer.h"
+#include "optim_util.h"
 
 namespace braid::optim {
 
 namespace {
-
-std::string names_of(const std::set<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "'" : ", '") + n + "'";
-  return out.empty() ? "none" : out;
-}
-
-// Names in `got` and not in `want` or the other way round, as "missing ...; unexpected ...".
-std::string name_mismatch(const std::set<std::string>& want, const std::set<std::string>& got) {
-  std::set<std::string> missing, unexpected;
-  for (const auto& n : want)
-    if (!got.count(n)) missing.insert(n);
-  for (const auto& n : got)
-    if (!want.count(n)) unexpected.insert(n);
-  std::string out;
-  if (!missing.empty()) out += "missing " + names_of(missing);
-  if (!unexpected.empty()) out += (out.empty() ? "" : "; ") + std::string("unexpected ") + names_of(unexpected);
-  return out;
-}
 
 int64_t step_count_of(const Tensor& t) {
   switch (t.dtype()) {
@@ -69,7 +51,7 @@ void Optimizer::check_state_dict(const OptimizerState& s) const {
   for (const auto& [k, _] : hyper_parameters()) want.insert(k);
   for (const auto& [k, _] : group.options) got.insert(k);
   BRAID_CHECK(want == got, op, ": the state's hyper-parameters do not fit this ", name(), ": ",
-              name_mismatch(want, got));
+              detail::name_mismatch(want, got));
   check_hyper_parameters(group.options);
   for (const auto& [index, state] : s.state) {
     BRAID_CHECK(index >= 0 && index < int64_t(params_.size()), op, ": the state has an entry for parameter ", index,
@@ -85,7 +67,7 @@ void Optimizer::check_param_state(int64_t index, const std::map<std::string, Ten
   std::set<std::string> want, got;
   for (const StateEntry& e : state_entries()) want.insert(e.name);
   for (const auto& [k, _] : state) got.insert(k);
-  BRAID_CHECK(want == got, op, ": its state does not fit this ", name(), ": ", name_mismatch(want, got));
+  BRAID_CHECK(want == got, op, ": its state does not fit this ", name(), ": ", detail::name_mismatch(want, got));
   for (const StateEntry& e : state_entries()) {
     const Tensor& t = state.at(e.name);
     BRAID_CHECK(t.defined(), op, ": '", e.name, "' is undefined");
