@@ -1,5 +1,5 @@
 // Helpers shared by the test suites: checking that a call throws braid::Error and what the message says, the names
-// of a named list, and a fixture with a scratch folder.
+// of a named list, an optimizer's state as numbers, and a fixture with a scratch folder.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,6 +43,18 @@ template <class T>
 std::vector<std::string> names_of(const std::vector<std::pair<std::string, T>>& named) {
   std::vector<std::string> out;
   for (const auto& [n, _] : named) out.push_back(n);
+  return out;
+}
+
+// An optimizer's whole state (its group's hyper-parameters, each parameter's state tensors) as plain numbers, to
+// compare two optimizers, or one before and after a call. A template, so this header needs no optimizer header.
+template <class Optimizer>
+std::map<std::string, std::vector<double>> optimizer_values(const Optimizer& opt) {
+  std::map<std::string, std::vector<double>> out;
+  auto s = opt.state_dict();
+  for (const auto& [k, v] : s.param_groups.at(0).options) out["group." + k] = {v};
+  for (const auto& [i, state] : s.state)
+    for (const auto& [k, t] : state) out[std::to_string(i) + "." + k] = t.template to_vector<double>();
   return out;
 }
 

@@ -15,6 +15,7 @@
 using namespace braid;
 using braid::test::error_of;
 using braid::test::expect_error;
+using braid::test::optimizer_values;
 
 namespace {
 
@@ -415,16 +416,6 @@ struct TwoParams {
 
 std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }
 
-// The optimizer's whole state as plain numbers, to show that a failed load changed nothing.
-std::map<std::string, std::vector<double>> snapshot(const optim::Optimizer& opt) {
-  std::map<std::string, std::vector<double>> out;
-  optim::OptimizerState s = opt.state_dict();
-  for (auto& [k, v] : s.param_groups.at(0).options) out["group." + k] = {v};
-  for (auto& [i, state] : s.state)
-    for (auto& [k, t] : state) out[std::to_string(i) + "." + k] = values(t);
-  return out;
-}
-
 }  // namespace
 
 TEST(OptimizerStateDict, SgdHoldsMomentumBuffersByParameterIndex) {
@@ -512,17 +503,17 @@ TEST(OptimizerStateDict, LoadingContinuesEveryOptimizerExactly) {
     auto resumed = make(kind, q.list(), 0.5);
     resumed->load_state_dict(opt->state_dict());
     EXPECT_EQ(resumed->lr(), 0.07);
-    EXPECT_EQ(snapshot(*resumed), snapshot(*opt));
+    EXPECT_EQ(optimizer_values(*resumed), optimizer_values(*opt));
     // Copies, not shared: the original's next step does not move the loaded buffers.
-    auto loaded = snapshot(*resumed);
+    auto loaded = optimizer_values(*resumed);
     p.grads(2);
     opt->step();
-    EXPECT_EQ(snapshot(*resumed), loaded);
+    EXPECT_EQ(optimizer_values(*resumed), loaded);
     q.grads(2);
     resumed->step();
     EXPECT_EQ(values(q.a), values(p.a));
     EXPECT_EQ(values(q.b), values(p.b));
-    EXPECT_EQ(snapshot(*resumed), snapshot(*opt));
+    EXPECT_EQ(optimizer_values(*resumed), optimizer_values(*opt));
   }
 }
 
@@ -554,7 +545,7 @@ TEST(OptimizerStateDict, MismatchesNameTheMisfitAndChangeNothing) {
   optim::Adam opt(p.list(), {.lr = 0.1});
   p.grads(0);
   opt.step();
-  const auto before = snapshot(opt);
+  const auto before = optimizer_values(opt);
   const optim::OptimizerState good = opt.state_dict();
   auto edited = [&](const std::function<void(optim::OptimizerState&)>& edit) {
     optim::OptimizerState s = good;
@@ -599,7 +590,7 @@ TEST(OptimizerStateDict, MismatchesNameTheMisfitAndChangeNothing) {
     optim::OptimizerState bad = edited(cases[k].edit);
     expect_error([&] { opt.check_state_dict(bad); }, cases[k].expect);
     expect_error([&] { opt.load_state_dict(bad); }, cases[k].expect);
-    EXPECT_EQ(snapshot(opt), before);
+    EXPECT_EQ(optimizer_values(opt), before);
   }
   // Another optimizer's state: SGD's hyper-parameters and buffers do not fit Adam.
   optim::SGD sgd(p.list(), {.lr = 0.1, .momentum = 0.5});
@@ -607,7 +598,7 @@ TEST(OptimizerStateDict, MismatchesNameTheMisfitAndChangeNothing) {
   sgd.step();
   expect_error([&] { opt.load_state_dict(sgd.state_dict()); },
                {"Adam", "unexpected 'dampening', 'momentum', 'nesterov'", "missing 'beta1', 'beta2', 'eps'"});
-  EXPECT_EQ(snapshot(opt), before);
+  EXPECT_EQ(optimizer_values(opt), before);
 }
 
 TEST(LRSchedulerStateDict, RoundTripsAndContinuesTheSchedule) {

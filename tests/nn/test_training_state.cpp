@@ -15,6 +15,7 @@
 
 using namespace braid;
 using braid::test::expect_error;
+using braid::test::optimizer_values;
 using nlohmann::json;
 
 namespace {
@@ -68,15 +69,6 @@ struct Data {
 std::vector<std::vector<float>> parameter_values(nn::Sequential& model) {
   std::vector<std::vector<float>> out;
   for (const Tensor& p : model->parameters()) out.push_back(p.to_vector<float>());
-  return out;
-}
-
-std::map<std::string, std::vector<double>> optimizer_values(const optim::Optimizer& opt) {
-  std::map<std::string, std::vector<double>> out;
-  optim::OptimizerState s = opt.state_dict();
-  for (auto& [k, v] : s.param_groups.at(0).options) out["group." + k] = {v};
-  for (auto& [i, state] : s.state)
-    for (auto& [k, t] : state) out[std::to_string(i) + "." + k] = t.to_vector<double>();
   return out;
 }
 
