@@ -9,6 +9,7 @@
 #include "braid/dist/init.h"
 #include "braid/nn/autograd.h"
 #include "braid/nn/parallel_attributes.h"
+#include "group_ranks.h"
 
 namespace braid::dist {
 
@@ -37,11 +38,7 @@ struct ShardGroupTerm {
   double term = 0;
 };
 
-std::string ranks_str(const std::vector<int>& ranks) {
-  std::string s = "[";
-  for (size_t i = 0; i < ranks.size(); ++i) s += (i ? ", " : "") + std::to_string(ranks[i]);
-  return s + "]";
-}
+using detail::ranks_str;
 
 void check_shard_group(size_t i, const nn::ParallelAttributes& a) {
   BRAID_CHECK(a.group->size() == a.num_shards, "clip_grad_norm_: parameter ", i, " is split into ", a.num_shards,
@@ -50,9 +47,7 @@ void check_shard_group(size_t i, const nn::ParallelAttributes& a) {
 
 // The stage group must meet each shard group in this rank only, or it would sum shards a second time.
 void check_stage_group(const ProcessGroup& stages, const ProcessGroup& shards) {
-  std::vector<int> common;
-  for (int r : stages.ranks())
-    if (std::find(shards.ranks().begin(), shards.ranks().end(), r) != shards.ranks().end()) common.push_back(r);
+  std::vector<int> common = detail::shared_ranks(stages, shards);
   BRAID_CHECK(common.size() == 1, "clip_grad_norm_: the group passed (ranks ", ranks_str(stages.ranks()),
               ") shares ranks ", ranks_str(common), " with a parameter's shard group ", ranks_str(shards.ranks()),
               "; expected the group across pipeline stages, which meets each shard group in this rank alone (shards "

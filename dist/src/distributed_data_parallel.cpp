@@ -12,6 +12,7 @@
 #include "braid/dist/init.h"
 #include "braid/nn/autograd.h"
 #include "braid/nn/parallel_attributes.h"
+#include "group_ranks.h"
 #include "wait_follows_hint.h"
 
 namespace braid::dist {
@@ -23,24 +24,17 @@ Tensor slot_view(const Tensor& flat, int64_t offset, const Shape& shape) {
   return make_tensor(flat.storage(), shape, contiguous_strides(shape), flat.offset() + offset, flat.dtype());
 }
 
-std::string ranks_list(const std::vector<int>& ranks) {
-  std::string out;
-  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
-  return out;
-}
+using detail::ranks_str;
 
 // The broadcast from rank 0 and the gradient average run over DDP's group: for a shard whose other shards live on
 // ranks of that group, they would overwrite each shard with rank 0's and average different parts of the parameter.
 void check_not_across_shards(const std::string& name, const Tensor& p, const ProcessGroup& group) {
   nn::ParallelAttributes a = nn::parallel_attributes(p);
   if (!a.is_sharded() || !a.group) return;
-  std::vector<int> shared;
-  for (int r : a.group->ranks())
-    if (std::find(group.ranks().begin(), group.ranks().end(), r) != group.ranks().end()) shared.push_back(r);
-  BRAID_CHECK(shared.size() <= 1, "DistributedDataParallel: parameter '", name, "' is sharded over the group [",
-              ranks_list(a.group->ranks()), "], which shares ranks [", ranks_list(shared), "] with DDP's group [",
-              ranks_list(group.ranks()), "]; DDP must run over the data-parallel group, whose ranks hold the same "
-              "shard");
+  std::vector<int> shared = detail::shared_ranks(*a.group, group);
+  BRAID_CHECK(shared.size() <= 1, "DistributedDataParallel: parameter '", name, "' is sharded over the group ",
+              ranks_str(a.group->ranks()), ", which shares ranks ", ranks_str(shared), " with DDP's group ",
+              ranks_str(group.ranks()), "; DDP must run over the data-parallel group, whose ranks hold the same shard");
 }
 
 }  // namespace
@@ -270,8 +264,8 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared
   BRAID_CHECK(group_, "DistributedDataParallel: the process group is null; pass braid::dist::world() or the ",
               "data-parallel group from new_group()");
   BRAID_CHECK(group_->is_member(), "DistributedDataParallel: this rank (global ", dist::rank(),
-              ") is not a member of the data-parallel group [", ranks_list(group_->ranks()),
-              "]; only the group's ranks may wrap their model in it");
+              ") is not a member of the data-parallel group ", ranks_str(group_->ranks()),
+              "; only the group's ranks may wrap their model in it");
   state_ = std::make_shared<State>();
   State& s = *state_;
   s.group = group_;

@@ -255,6 +255,13 @@ std::string ranks_str(const std::vector<int>& ranks) {
   return out + "]";
 }
 
+std::vector<int> shared_ranks(const ProcessGroup& a, const ProcessGroup& b) {
+  std::vector<int> shared;
+  for (int r : a.ranks())
+    if (std::find(b.ranks().begin(), b.ranks().end(), r) != b.ranks().end()) shared.push_back(r);
+  return shared;
+}
+
 namespace {
 
 // ---- argument checks, shared by every backend ----

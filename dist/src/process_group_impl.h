@@ -30,6 +30,7 @@
 
 #include "braid/dist/init.h"
 #include "braid/dist/process_group.h"
+#include "group_ranks.h"
 #include "wait_follows_hint.h"
 
 // Every MPI call goes through this: a failure throws braid::Error with the call, file:line and MPI_Error_string.
@@ -345,6 +346,5 @@ void register_backend(const std::shared_ptr<Backend>& backend);
 // Shuts every backend down, then the communication thread.
 void shutdown_backends(bool at_exit);
 std::shared_ptr<ProcessGroup>& world_slot();
-std::string ranks_str(const std::vector<int>& ranks);
 
 }  // namespace braid::dist::detail
