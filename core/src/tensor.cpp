@@ -66,13 +66,9 @@ Storage Storage::allocate(size_t nbytes, Device device, bool huge_pages) {
 }
 
 Tensor make_tensor(Storage storage, Shape shape, Shape strides, int64_t offset, DType dtype) {
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::move(storage);
-  impl->shape = std::move(shape);
-  impl->strides = std::move(strides);
-  impl->offset = offset;
-  impl->dtype = dtype;
-  return Tensor(std::move(impl));
+  // Built from the storage rather than assigned it: a default-constructed Storage would allocate a version
+  // counter only to drop it.
+  return Tensor(std::make_shared<TensorImpl>(std::move(storage), std::move(shape), std::move(strides), offset, dtype));
 }
 
 int64_t Tensor::size(int64_t d) const {
