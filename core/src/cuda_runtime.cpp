@@ -11,6 +11,7 @@
 
 #include "braid/kernels/cuda/check.h"
 #include "cuda_runtime.h"
+#include "storage_owner.h"
 
 namespace braid::cuda {
 
@@ -144,7 +145,7 @@ Storage allocate(size_t nbytes, Device device) {
   }
   if (g_poison.load()) BRAID_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, size, s.stream));
   int index = device.index;
-  return Storage{std::shared_ptr<void>(p, [index](void* q) { release(index, q); }), nbytes, device};
+  return braid::detail::owned_storage(p, nbytes, device, [index](void* q) { release(index, q); });
 }
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {

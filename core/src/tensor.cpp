@@ -10,6 +10,7 @@
 #include "braid/core/creation.h"
 #include "braid/core/ops.h"
 #include "cuda_runtime.h"
+#include "storage_owner.h"
 
 namespace braid {
 
@@ -62,7 +63,7 @@ Storage Storage::allocate(size_t nbytes, Device device, bool huge_pages) {
     p = std::aligned_alloc(64, rounded);
   }
   BRAID_CHECK(p, "Storage::allocate: out of memory allocating ", nbytes, " bytes");
-  return Storage{std::shared_ptr<void>(p, std::free), nbytes, device};
+  return detail::owned_storage(p, nbytes, device, [](void* q) { std::free(q); });
 }
 
 Tensor make_tensor(Storage storage, Shape shape, Shape strides, int64_t offset, DType dtype) {
@@ -127,9 +128,12 @@ namespace {
 std::atomic<const Engine*> g_engine{nullptr};
 std::atomic<uint64_t> g_next_hook_id{0};
 
-// A gradient can become .grad as it is only if nothing else can see its memory.
+// A gradient can become .grad as it is only if nothing else can see its memory: its one Storage is the only
+// holder of the memory's ownership record (which the version counter shares when storage_owner.h made it).
 bool exclusively_owned(const Tensor& g) {
-  return g.impl_ptr().use_count() == 1 && g.storage().ptr.use_count() == 1 && g.is_contiguous();
+  const Storage& s = g.storage();
+  bool counter_shares_record = !s.ptr.owner_before(s.version) && !s.version.owner_before(s.ptr);
+  return g.impl_ptr().use_count() == 1 && s.ptr.use_count() == (counter_shares_record ? 2 : 1) && g.is_contiguous();
 }
 }  // namespace
 

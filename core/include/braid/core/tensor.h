@@ -31,7 +31,9 @@ Shape contiguous_strides(const Shape& s);
 using VersionCounter = std::atomic<uint64_t>;
 
 // Memory of one device. `ptr` owns it (with the device's deleter) or wraps a user buffer. Copies (views) share
-// the memory and its version counter; every newly made Storage starts a counter of its own.
+// the memory and its version counter; every newly made Storage starts a counter of its own. allocate() puts the
+// counter in the memory's ownership record (one heap allocation for both), so there a holder of the counter alone
+// keeps the memory too.
 struct Storage {
   std::shared_ptr<void> ptr;
   size_t nbytes = 0;
