@@ -1,6 +1,6 @@
 #include <cmath>
+#include <initializer_list>
 #include <utility>
-#include <vector>
 
 #include "braid/core/memory_overlap.h"
 #include "braid/kernels/cpu/optimizer_update.h"
@@ -17,15 +17,16 @@ void check_state(const char* op, const Tensor& param, const Tensor& t, const cha
   BRAID_CHECK(t.is_contiguous(), op, ": ", what, " must be contiguous");
 }
 
-// The tensors an update writes, each named for the error messages.
-using Written = std::vector<std::pair<const Tensor*, const char*>>;
+// The tensors an update writes, each named for the error messages (a list on the stack: this runs for every
+// parameter in every step).
+using Written = std::initializer_list<std::pair<const Tensor*, const char*>>;
 
 // Checks that the tensors an update writes are apart from one another (the gradient, only read, may alias one
 // exactly), then bumps each one's version.
-void prepare_writes(const char* op, const Tensor& grad, const Written& out) {
-  for (size_t i = 0; i < out.size(); ++i) {
-    check_no_partial_overlap(op, *out[i].first, grad);
-    for (size_t j = 0; j < i; ++j) check_no_overlap(op, *out[j].first, out[j].second, *out[i].first, out[i].second);
+void prepare_writes(const char* op, const Tensor& grad, Written out) {
+  for (auto i = out.begin(); i != out.end(); ++i) {
+    check_no_partial_overlap(op, *i->first, grad);
+    for (auto j = out.begin(); j != i; ++j) check_no_overlap(op, *j->first, j->second, *i->first, i->second);
   }
   for (const auto& written : out) written.first->bump_version();
 }
