@@ -15,7 +15,6 @@ namespace {
 struct Extent {
   int64_t stride;
   int64_t size;
-  bool operator==(const Extent&) const = default;
 };
 
 // Dimensions of size 1 address one element whatever their stride, so only the others describe the memory.
@@ -30,12 +29,13 @@ struct ByteRange {
   intptr_t lo, hi;  // [lo, hi)
 };
 
+// Of a non-empty tensor (a dimension of size 1 reaches nothing, so every dimension can be summed).
 ByteRange byte_range(const Tensor& t) {
   int64_t es = int64_t(element_size(t.dtype()));
   intptr_t begin = reinterpret_cast<intptr_t>(t.raw_data());
   int64_t low = 0, high = es;
-  for (const Extent& e : spanning_dims(t)) {
-    int64_t reach = (e.size - 1) * e.stride * es;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    int64_t reach = (t.shape()[d] - 1) * t.strides()[d] * es;
     (reach < 0 ? low : high) += reach;
   }
   return {begin + intptr_t(low), begin + intptr_t(high)};
@@ -47,8 +47,17 @@ bool storages_apart(const Storage& a, const Storage& b) {
   return lo_a + intptr_t(a.nbytes) <= lo_b || lo_b + intptr_t(b.nbytes) <= lo_a;
 }
 
+// Same start and dtype, and the same spanning dimensions (compared where they are: an exact alias, add_(a, a), is
+// a common case of an in-place op, so no copies of the geometry are made for it).
 bool same_elements(const Tensor& a, const Tensor& b) {
-  return a.raw_data() == b.raw_data() && a.dtype() == b.dtype() && spanning_dims(a) == spanning_dims(b);
+  if (a.raw_data() != b.raw_data() || a.dtype() != b.dtype()) return false;
+  const Shape &sa = a.shape(), &sb = b.shape();
+  for (size_t i = 0, j = 0;; ++i, ++j) {
+    while (i < sa.size() && sa[i] <= 1) ++i;
+    while (j < sb.size() && sb[j] <= 1) ++j;
+    if (i == sa.size() || j == sb.size()) return i == sa.size() && j == sb.size();
+    if (sa[i] != sb[j] || a.strides()[i] != b.strides()[j]) return false;
+  }
 }
 
 // The bytes a tensor covers, as dimensions in bytes: one of stride 1 across each element's own bytes, then the
