@@ -150,12 +150,8 @@ void check_add_args(const char* op, const Tensor& dst, const Tensor& src) {
   check_same_dtype(op, dst, src);
 }
 
-}  // namespace
-
-namespace detail {
-
-void copy_into(const Tensor& dst, const Tensor& src) {
-  check_copy_args(dst, src);
+// copy_'s write, its arguments checked by the caller.
+void copy_checked(const Tensor& dst, const Tensor& src) {
   bool plain = dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous() && src.shape() == dst.shape();
   size_t nbytes = size_t(dst.numel()) * element_size(dst.dtype());
   if (dst.device() != src.device()) {
@@ -166,7 +162,7 @@ void copy_into(const Tensor& dst, const Tensor& src) {
       Tensor staged = empty(block.shape(), TensorOptions(block.dtype(), dst.device()));
       cuda::detail::copy_bytes(staged.raw_data(), dst.device(), block.raw_data(), block.device(),
                                size_t(block.numel()) * element_size(block.dtype()));
-      return copy_into(dst, staged);
+      return copy_checked(dst, staged);
     }
     cuda::detail::copy_bytes(dst.raw_data(), dst.device(), block.raw_data(), block.device(), nbytes);
     return;
@@ -194,6 +190,15 @@ void copy_into(const Tensor& dst, const Tensor& src) {
       kc::unary([](TF v) { return v; }, L, o, x);
     });
   });
+}
+
+}  // namespace
+
+namespace detail {
+
+void copy_into(const Tensor& dst, const Tensor& src) {
+  check_copy_args(dst, src);
+  copy_checked(dst, src);
 }
 
 void fill_into(const Tensor& dst, double value) {
@@ -229,7 +234,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
   check_no_internal_overlap("copy_", dst);
   bool self_copy = check_no_partial_overlap("copy_", dst, src) == MemoryOverlap::Full;
   dst.bump_version();
-  if (!self_copy) detail::copy_into(dst, src);
+  if (!self_copy) copy_checked(dst, src);
 }
 
 void fill_(const Tensor& dst, double value) {
