@@ -148,20 +148,22 @@ uint64_t next_hook_id() { return g_next_hook_id.fetch_add(1, std::memory_order_r
 void set_engine(const Engine* engine) { g_engine.store(engine, std::memory_order_release); }
 const Engine* engine() { return g_engine.load(std::memory_order_acquire); }
 
-Tensor root_gradient(const Tensor& root, const Tensor& given, const std::string& op) {
-  BRAID_CHECK(root.requires_grad(), op,
+Tensor root_gradient(const Tensor& root, const Tensor& given, const char* op, int64_t output) {
+  // Named only when a check fails: a backward pass builds no message.
+  auto caller = [&] { return output < 0 ? std::string(op) : op + (" (output " + std::to_string(output) + ")"); };
+  BRAID_CHECK(root.requires_grad(), caller(),
               ": the tensor does not require grad and has no grad_fn (was it computed under a no-grad guard, or "
               "from tensors that do not require grad?)");
   if (!given.defined()) {
-    BRAID_CHECK(root.numel() == 1, op,
+    BRAID_CHECK(root.numel() == 1, caller(),
                 ": a gradient can only be implied for a one-element output; this output has shape ",
                 shape_str(root.shape()), ", pass the gradient explicitly");
     return ones(root.shape(), TensorOptions(root.dtype(), root.device()));
   }
-  BRAID_CHECK(given.shape() == root.shape(), op, ": gradient shape ", shape_str(given.shape()),
+  BRAID_CHECK(given.shape() == root.shape(), caller(), ": gradient shape ", shape_str(given.shape()),
               " does not match the output shape ", shape_str(root.shape()));
-  BRAID_CHECK(given.dtype() == root.dtype() && given.device() == root.device(), op, ": gradient is ", given.dtype(),
-              " on ", given.device(), ", output is ", root.dtype(), " on ", root.device());
+  BRAID_CHECK(given.dtype() == root.dtype() && given.device() == root.device(), caller(), ": gradient is ",
+              given.dtype(), " on ", given.device(), ", output is ", root.dtype(), " on ", root.device());
   return given;
 }
 

@@ -189,8 +189,7 @@ void collect_roots(const char* op, const std::vector<Tensor>& tensors, const std
               tensors.size(), " outputs (give one per output, or none)");
   for (size_t i = 0; i < tensors.size(); ++i) {
     BRAID_CHECK(tensors[i].defined(), op, ": output ", i, " is an undefined tensor");
-    std::string what = std::string(op) + " (output " + std::to_string(i) + ")";
-    root_grads.push_back(root_gradient(tensors[i], i < grads.size() ? grads[i] : Tensor(), what));
+    root_grads.push_back(root_gradient(tensors[i], i < grads.size() ? grads[i] : Tensor(), op, int64_t(i)));
     roots.push_back(gradient_edge(tensors[i]));
   }
 }

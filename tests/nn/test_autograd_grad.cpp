@@ -245,4 +245,7 @@ TEST(AutogradBackward, RootsAreChecked) {
   EXPECT_CONTAINS(error_of([&] { autograd::backward({}); }), "no output");
   EXPECT_CONTAINS(error_of([&] { autograd::backward({sum(x), c}); }), "output 1");
   EXPECT_CONTAINS(error_of([&] { autograd::backward({x * 2.0}); }), "one-element");
+  // Errors name the root's index among several, and Tensor::backward by its name alone.
+  EXPECT_CONTAINS(error_of([&] { autograd::backward({sum(x), c}); }), "backward (output 1): the tensor does not");
+  EXPECT_CONTAINS(error_of([&] { (x * 2.0).backward(); }), "backward: a gradient can only be implied");
 }

@@ -200,8 +200,9 @@ void set_engine(const Engine* engine);
 const Engine* engine();  // null when no engine is registered
 
 // The gradient a backward from `root` starts with: `given`, checked against the root, or ones for a one-element
-// root when `given` is undefined. `op` names the caller in errors.
-Tensor root_gradient(const Tensor& root, const Tensor& given, const std::string& op);
+// root when `given` is undefined. `op` names the caller in errors, followed by " (output i)" for a root that is
+// output i of several (`output` >= 0).
+Tensor root_gradient(const Tensor& root, const Tensor& given, const char* op, int64_t output = -1);
 // g after each of `hooks` in turn (register_hook's contract).
 Tensor run_grad_hooks(const HookList<GradHook>& hooks, Tensor g);
 // AccumulateGrad's work, safe from several threads at once: runs the leaf's gradient hooks on g, sums it into
