@@ -21,6 +21,7 @@ struct NodeTask {
   int deps = 0;                  // gradients still to come from nodes that run
   bool needed = true;            // grad(): the node is captured or leads to a captured node
   bool runs = true;              // grad(): a captured node lies below it, so its backward runs
+  bool released = false;         // this pass released the node (a failure of the pass is left on it)
   Tensor buffer;                 // the gradients summed so far
   std::vector<size_t> captures;  // grad(): the inputs whose gradient flows into this node
 };
@@ -30,7 +31,6 @@ struct Pass {
   bool retain_graph = false;
   std::unordered_map<Node*, NodeTask> nodes;
   std::vector<Tensor> captured;
-  std::vector<Node*> released;  // nodes this pass released (the graph keeps them alive)
 };
 
 // Depth-first from the roots, finishing each node after all the nodes below it, so that grad() knows which nodes
@@ -88,7 +88,7 @@ void check_runnable(const Node& node) {
 }
 
 // Runs the hooks on the gradient flowing into `node`, captures it, and runs the node's backward when needed.
-std::vector<Tensor> evaluate(Pass& pass, Node& node, const NodeTask& task, Tensor g) {
+std::vector<Tensor> evaluate(Pass& pass, Node& node, NodeTask& task, Tensor g) {
   g = run_grad_hooks(node.pre_hooks, std::move(g));
   if (pass.accumulate) g = run_grad_hooks(node.retain_grad_hooks, std::move(g));
   if (!task.captures.empty()) {
@@ -103,7 +103,7 @@ std::vector<Tensor> evaluate(Pass& pass, Node& node, const NodeTask& task, Tenso
   std::vector<Tensor> grads = node.apply(std::move(g));
   if (!pass.retain_graph) {
     node.release();
-    if (node.released) pass.released.push_back(&node);
+    task.released = node.released;
   }
   BRAID_CHECK(grads.empty() || grads.size() == node.next.size(), "autograd: ", node.name, " returned ", grads.size(),
               " gradients for ", node.next.size(), " inputs");
@@ -151,6 +151,13 @@ void execute(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots, const 
   }
 }
 
+// The nodes the pass released keep its error, so that a retry reports it again.
+void remember_failure(Pass& pass, const char* what) {
+  auto failure = std::make_shared<const std::string>(what);
+  for (const auto& [node, task] : pass.nodes)
+    if (task.released) node->failure = failure;
+}
+
 // Runs one pass and then the callbacks queued during it. On failure, the nodes the pass released remember the error.
 void run_pass(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots, const std::vector<Tensor>& root_grads) {
   BRAID_CHECK(!g_callbacks,
@@ -169,12 +176,10 @@ void run_pass(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots, const
     g_callbacks = nullptr;
     for (auto& fn : callbacks) fn();
   } catch (const std::exception& e) {
-    auto failure = std::make_shared<const std::string>(e.what());
-    for (Node* n : pass.released) n->failure = failure;
+    remember_failure(pass, e.what());
     throw;
   } catch (...) {
-    auto failure = std::make_shared<const std::string>("backward: a hook or backward threw a non-standard exception");
-    for (Node* n : pass.released) n->failure = failure;
+    remember_failure(pass, "backward: a hook or backward threw a non-standard exception");
     throw;
   }
 }
