@@ -10,4 +10,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libeigen3-dev libopenblas-openmp-dev zlib1g-dev nlohmann-json3-dev libcxxopts-dev \
   libgtest-dev libgmock-dev \
   libopenmpi-dev openmpi-bin \
-  dataset-fashion-mnist
+  dataset-fashion-mnist \
+  fortunes
+# fortunes: the English text examples/gpt trains on (/usr/share/games/fortunes). python3-torch is deliberately not
+# here: only bench/ and the golden-file generators use it (apt-get install -y python3-torch).
