@@ -11,6 +11,13 @@ void set_parallel_attributes(const Tensor& t, const ParallelAttributes& a) {
               a.shard_rank, " is outside [0, ", a.num_shards, ")");
   BRAID_CHECK(!a.is_sharded() || a.group, "set_parallel_attributes: a tensor split into ", a.num_shards,
               " shards along dim ", a.shard_dim, " needs the group that holds the shards");
+  BRAID_CHECK(a.partition_stride >= 1, "set_parallel_attributes: partition_stride must be >= 1, got ",
+              a.partition_stride);
+  BRAID_CHECK(!a.is_sharded() || t.shape()[size_t(a.shard_dim)] % a.partition_stride == 0,
+              "set_parallel_attributes: a shard of shape ", shape_str(t.shape()), " does not split into ",
+              a.partition_stride, " blocks (partition_stride) along dim ", a.shard_dim);
+  BRAID_CHECK(!a.sequence_parallel || a.group, "set_parallel_attributes: a sequence-parallel parameter needs the "
+              "group its gradient is summed over");
   t.impl()->parallel = std::make_shared<const ParallelAttributes>(a);
 }
 

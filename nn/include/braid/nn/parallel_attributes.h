@@ -26,6 +26,12 @@ struct ParallelAttributes {
   int64_t shard_rank = 0;
   // The ranks that hold the other shards (the tensor-parallel group).
   std::shared_ptr<dist::ProcessGroup> group = nullptr;
+  // Megatron's partition_stride: the full parameter is `partition_stride` equal blocks along shard_dim, each split
+  // into num_shards parts, and a shard holds its part of every block (3 for a fused QKV weight: q, k and v parts).
+  int64_t partition_stride = 1;
+  // A replicated parameter whose gradient is partial under sequence parallelism (each rank saw only its slice of
+  // the sequence): dist::all_reduce_sequence_parallel_grads sums its gradient over `group`.
+  bool sequence_parallel = false;
 
   bool is_sharded() const { return shard_dim >= 0 && num_shards > 1; }
 };
