@@ -1,0 +1,56 @@
+#include "braid/dist/parallel_transformer.h"
+#include "tensor_parallel_layer.h"
+
+namespace braid::dist {
+
+namespace {
+ColumnParallelLinearOptions qkv_options(const ParallelTransformerOptions& o) {
+  return {.bias = o.bias,
+          .sequence_parallel = o.sequence_parallel,
+          .init_std = o.init_std,
+          .partition_stride = 3,
+          .device = o.device,
+          .dtype = o.dtype};
+}
+RowParallelLinearOptions out_options(const ParallelTransformerOptions& o) {
+  return {.bias = o.bias,
+          .sequence_parallel = o.sequence_parallel,
+          .init_std = o.proj_init_std,
+          .device = o.device,
+          .dtype = o.dtype};
+}
+}  // namespace
+
+ParallelCausalSelfAttentionImpl::ParallelCausalSelfAttentionImpl(int64_t c, int64_t heads, ProcessGroupPtr g,
+                                                                 const ParallelTransformerOptions& o)
+    : nn::Module("ParallelCausalSelfAttention"),
+      embed_dim(c),
+      num_heads(heads),
+      group(std::move(g)),
+      c_attn(nullptr),
+      c_proj(nullptr),
+      dropout(o.dropout) {
+  const char* name = "ParallelCausalSelfAttention";
+  detail::check_layer_sizes(name, group, {{"embed_dim", c, false}, {"num_heads", heads, true}});
+  BRAID_CHECK(c % heads == 0, name, ": embed_dim ", c, " does not divide by num_heads ", heads);
+  BRAID_CHECK(o.dropout >= 0 && o.dropout <= 1, name, ": dropout must be in [0, 1], got ", o.dropout);
+  c_attn = register_module("c_attn", ColumnParallelLinear(c, 3 * c, group, qkv_options(o)));
+  c_proj = register_module("c_proj", RowParallelLinear(c, c, group, out_options(o)));
+}
+
+Tensor ParallelCausalSelfAttentionImpl::forward(const Tensor& x) {
+  BRAID_CHECK(x.defined() && x.dim() == 3, "ParallelCausalSelfAttention: expected input [batch, sequence, ", embed_dim,
+              "], got ", x.defined() ? shape_str(x.shape()) : "undefined");
+  Tensor qkv = c_attn(x);  // [B, T, 3C/t]: this rank's q, k and v rows, in that order
+  const int64_t b = qkv.shape()[0], t = qkv.shape()[1], local = embed_dim / group->size();
+  const int64_t heads = num_heads / group->size(), head_dim = embed_dim / num_heads;
+  auto split = [&](int64_t i) {
+    return transpose(reshape(narrow(qkv, 2, i * local, local), {b, t, heads, head_dim}), 1, 2);
+  };
+  double p = is_training() ? dropout : 0.0;
+  Tensor y = nn::functional::scaled_dot_product_attention(split(0), split(1), split(2), true, p);
+  y = reshape(transpose(y, 1, 2), {b, t, local});
+  return nn::functional::dropout(c_proj(y), dropout, is_training());
+}
+
+}  // namespace braid::dist
