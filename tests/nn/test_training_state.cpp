@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -122,6 +123,86 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, ResumeTest, ::testing::Values(Kind::SgdMome
                            }
                            return std::string();
                          });
+
+namespace {
+
+// GPT-style groups (weights decay, biases do not), the biases at half the rate.
+std::unique_ptr<optim::AdamW> grouped_adamw(nn::Sequential& model, double lr) {
+  std::vector<optim::ParamGroup> groups = optim::weight_decay_groups(*model, 0.1);
+  groups[1].options["lr"] = lr / 2;
+  return std::make_unique<optim::AdamW>(groups, optim::AdamWOptions{.lr = lr});
+}
+
+// Every group's options and parameter indices, and each parameter's state, as numbers.
+std::map<std::string, std::vector<double>> all_groups_values(const optim::Optimizer& opt) {
+  std::map<std::string, std::vector<double>> out;
+  optim::OptimizerState s = opt.state_dict();
+  for (size_t g = 0; g < s.param_groups.size(); ++g) {
+    const std::string prefix = "group" + std::to_string(g) + ".";
+    for (const auto& [k, v] : s.param_groups[g].options) out[prefix + k] = {v};
+    for (int64_t i : s.param_groups[g].params) out[prefix + "params"].push_back(double(i));
+  }
+  for (const auto& [i, state] : s.state)
+    for (const auto& [k, t] : state) out[std::to_string(i) + "." + k] = t.to_vector<double>();
+  return out;
+}
+
+}  // namespace
+
+TEST_F(TrainingStateTest, ParamGroupsAndWarmupCosineResumeBitForBit) {
+  const Data data;
+  const int k = 4, total = 10;
+
+  nn::Sequential whole = make_model(1);
+  auto whole_opt = grouped_adamw(whole, 0.05);
+  optim::WarmupCosineLR whole_sched(*whole_opt, 3, total, 0.001);
+  std::vector<float> whole_losses = data.train(whole, *whole_opt, whole_sched, 0, total);
+
+  nn::Sequential first = make_model(1);
+  auto first_opt = grouped_adamw(first, 0.05);
+  optim::WarmupCosineLR first_sched(*first_opt, 3, total, 0.001);
+  std::vector<float> losses = data.train(first, *first_opt, first_sched, 0, k);
+  std::string file = path("state.safetensors");
+  nn::save_training_state(file, *first, *first_opt, first_sched);
+
+  // The file holds both groups, numbered over the optimizer's parameters (weights first, then biases).
+  nn::Metadata md = nn::load_metadata(file);
+  json groups = json::parse(md.at("optimizer.param_groups"));
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0]["params"], json({0, 1}));
+  EXPECT_EQ(groups[1]["params"], json({2, 3}));
+  EXPECT_EQ(groups[0]["weight_decay"].get<double>(), 0.1);
+  EXPECT_EQ(groups[1]["weight_decay"].get<double>(), 0);
+  EXPECT_EQ(groups[1]["lr"].get<double>(), first_opt->lr(1));
+  EXPECT_EQ(md.at("scheduler"), "WarmupCosineLR");
+  json sched_state = json::parse(md.at("scheduler.state"));
+  EXPECT_EQ(sched_state["base_lrs"], json({0.05, 0.025}));
+  EXPECT_EQ(sched_state["warmup_steps"].get<double>(), 3);
+  EXPECT_EQ(sched_state["total_steps"].get<double>(), total);
+
+  nn::Sequential resumed = make_model(99);
+  auto resumed_opt = grouped_adamw(resumed, 0.7);
+  optim::WarmupCosineLR resumed_sched(*resumed_opt, 1, 2);
+  nn::load_training_state(file, *resumed, *resumed_opt, resumed_sched);
+  EXPECT_EQ(resumed_sched.last_epoch(), k);
+  EXPECT_EQ(resumed_opt->lr(0), first_opt->lr(0));
+  EXPECT_EQ(resumed_opt->lr(1), first_opt->lr(1));
+  EXPECT_EQ(all_groups_values(*resumed_opt), all_groups_values(*first_opt));
+  std::vector<float> rest = data.train(resumed, *resumed_opt, resumed_sched, k, total);
+  losses.insert(losses.end(), rest.begin(), rest.end());
+  EXPECT_EQ(losses, whole_losses);
+  EXPECT_EQ(parameter_values(resumed), parameter_values(whole));
+  EXPECT_EQ(all_groups_values(*resumed_opt), all_groups_values(*whole_opt));
+
+  // An optimizer with one group refuses the file, and is left as it was.
+  nn::Sequential flat = make_model(2);
+  optim::AdamW flat_opt(flat->parameters(), {.lr = 0.3});
+  optim::WarmupCosineLR flat_sched(flat_opt, 1, 5);
+  const auto before = all_groups_values(flat_opt);
+  expect_error([&] { nn::load_training_state(file, *flat, flat_opt, flat_sched); },
+               {"nn::load_training_state", file, "2 parameter groups", "has 1"});
+  EXPECT_EQ(all_groups_values(flat_opt), before);
+}
 
 TEST_F(TrainingStateTest, FileLayoutIsReadableAsPlainSafetensors) {
   const Data data;

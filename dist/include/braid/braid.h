@@ -16,6 +16,7 @@
 #include "braid/optim/adam.h"
 #include "braid/optim/clip_grad.h"
 #include "braid/optim/lr_scheduler.h"
+#include "braid/optim/param_groups.h"
 #include "braid/optim/sgd.h"
 #include "braid/dist/clip_grad_norm.h"
 #include "braid/dist/distributed_data_parallel.h"

@@ -7,12 +7,8 @@
 namespace braid::optim {
 
 namespace {
-void check_options(const char* name, const AdamOptions& o) {
-  BRAID_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, name, ": betas must be in [0, 1), got (",
-              o.beta1, ", ", o.beta2, ")");
-  BRAID_CHECK(o.eps >= 0 && std::isfinite(o.eps), name, ": eps must be finite and >= 0, got ", o.eps);
-  BRAID_CHECK(o.weight_decay >= 0 && std::isfinite(o.weight_decay), name,
-              ": weight_decay must be finite and >= 0, got ", o.weight_decay);
+std::map<std::string, double> options_map(const AdamOptions& o) {
+  return {{"lr", o.lr}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps}, {"weight_decay", o.weight_decay}};
 }
 
 AdamOptions options_from(const std::map<std::string, double>& h) {
@@ -24,11 +20,12 @@ AdamOptions options_from(const std::map<std::string, double>& h) {
 }
 }  // namespace
 
-Adam::Adam(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o, false) {}
+Adam::Adam(std::vector<Tensor> params, AdamOptions o) : Adam(one_group(std::move(params)), o, false) {}
 
-Adam::Adam(std::vector<Tensor> params, AdamOptions o, bool decoupled)
-    : Optimizer(std::move(params), o.lr), options_(o), decoupled_(decoupled) {
-  check_options(name(), o);
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions o) : Adam(std::move(groups), o, false) {}
+
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions o, bool decoupled) : options_(o), decoupled_(decoupled) {
+  init_groups(std::move(groups), options_map(o));
   exp_avg_.resize(params_.size());
   exp_avg_sq_.resize(params_.size());
   param_steps_.resize(params_.size(), 0);
@@ -36,16 +33,18 @@ Adam::Adam(std::vector<Tensor> params, AdamOptions o, bool decoupled)
 
 void Adam::step() {
   NoGradGuard guard;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    Tensor g = detail::usable_grad(params_[i]);
-    if (!g.defined()) continue;
-    if (!exp_avg_[i].defined()) {
-      exp_avg_[i] = zeros_like(params_[i]);
-      exp_avg_sq_[i] = zeros_like(params_[i]);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const AdamOptions o = options_from(groups_[g].options);
+    for (size_t i = group_begin(g); i < group_begin(g + 1); ++i) {
+      Tensor grad = detail::usable_grad(params_[i]);
+      if (!grad.defined()) continue;
+      if (!exp_avg_[i].defined()) {
+        exp_avg_[i] = zeros_like(params_[i]);
+        exp_avg_sq_[i] = zeros_like(params_[i]);
+      }
+      ops::adam_update_(params_[i], grad, exp_avg_[i], exp_avg_sq_[i],
+                        {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, ++param_steps_[i], decoupled_});
     }
-    ops::adam_update_(
-        params_[i], g, exp_avg_[i], exp_avg_sq_[i],
-        {lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, ++param_steps_[i], decoupled_});
   }
 }
 
@@ -75,22 +74,14 @@ void Adam::set_param_state(size_t i, std::map<std::string, Tensor> state) {
   param_steps_[i] = state.at("step").item<int64_t>();
 }
 
-std::map<std::string, double> Adam::hyper_parameters() const {
-  return {{"lr", lr_},
-          {"beta1", options_.beta1},
-          {"beta2", options_.beta2},
-          {"eps", options_.eps},
-          {"weight_decay", options_.weight_decay}};
-}
-
-void Adam::check_hyper_parameters(const std::map<std::string, double>& h) const {
-  detail::check_lr(name(), h.at("lr"));
-  check_options(name(), options_from(h));
-}
-
-void Adam::set_hyper_parameters(const std::map<std::string, double>& h) {
-  options_ = options_from(h);
-  set_lr(options_.lr);
+void Adam::check_hyper_parameters(const std::string& where, const std::map<std::string, double>& h) const {
+  detail::check_lr(where, h.at("lr"));
+  const AdamOptions o = options_from(h);
+  BRAID_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, where,
+              ": betas (beta1, beta2) must be in [0, 1), got (", o.beta1, ", ", o.beta2, ")");
+  BRAID_CHECK(o.eps >= 0 && std::isfinite(o.eps), where, ": eps must be finite and >= 0, got ", o.eps);
+  BRAID_CHECK(o.weight_decay >= 0 && std::isfinite(o.weight_decay), where,
+              ": weight_decay must be finite and >= 0, got ", o.weight_decay);
 }
 
 }  // namespace braid::optim

@@ -15,18 +15,18 @@ inline Tensor usable_grad(const Tensor& p) {
   return g.defined() ? ops::contiguous(g) : g;
 }
 
-inline void check_lr(const char* op, double lr) {
+inline void check_lr(const std::string& op, double lr) {
   BRAID_CHECK(lr >= 0 && std::isfinite(lr), op, ": learning rate must be finite and >= 0, got ", lr);
 }
 
 // A boolean hyper-parameter as a state dict stores it.
-inline bool flag_from(const char* op, const char* name, double v) {
+inline bool flag_from(const std::string& op, const char* name, double v) {
   BRAID_CHECK(v == 0 || v == 1, op, ": hyper-parameter '", name, "' is a flag (0 or 1), got ", v);
   return v == 1;
 }
 
 // An integral setting (a step size, a period) as a state dict stores it.
-inline int64_t count_from(const char* op, const char* name, double v) {
+inline int64_t count_from(const std::string& op, const char* name, double v) {
   BRAID_CHECK(std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 0x1p62, op, ": '", name,
               "' must be a whole number, got ", v);
   return int64_t(v);

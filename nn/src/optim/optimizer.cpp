@@ -1,6 +1,8 @@
 #include "braid/optim/optimizer.h"
 
 #include <cmath>
+#include <map>
+#include <string>
 
 #include "braid/nn/parallel_attributes.h"
 #include "braid/optim/clip_grad.h"
@@ -9,30 +11,75 @@
 namespace braid::optim {
 
 namespace {
-void check_param(const char* opt, size_t i, const Tensor& p) {
-  BRAID_CHECK(p.defined(), opt, ": parameter ", i, " is undefined");
-  BRAID_CHECK(p.is_leaf() && p.requires_grad(), opt, ": parameter ", i, " (", shape_str(p.shape()),
+void check_param(const std::string& where, size_t i, const Tensor& p) {
+  BRAID_CHECK(p.defined(), where, ": parameter ", i, " is undefined");
+  BRAID_CHECK(p.is_leaf() && p.requires_grad(), where, ": parameter ", i, " (", shape_str(p.shape()),
               ") must be a leaf tensor that requires grad");
-  BRAID_CHECK(is_floating(p.dtype()), opt, ": parameter ", i, " is ", p.dtype(), ", expected floating point");
+  BRAID_CHECK(is_floating(p.dtype()), where, ": parameter ", i, " is ", p.dtype(), ", expected floating point");
+}
+
+std::string known_names(const std::map<std::string, double>& options) {
+  std::string out;
+  for (const auto& [k, _] : options) out += (out.empty() ? "'" : ", '") + k + "'";
+  return out;
 }
 }  // namespace
 
-Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
-  for (size_t i = 0; i < params_.size(); ++i) check_param("Optimizer", i, params_[i]);
-  // Not set_lr: name() is pure virtual until the derived class is built.
-  detail::check_lr("Optimizer", lr);
+void Optimizer::init_groups(std::vector<ParamGroup> groups, const std::map<std::string, double>& defaults) {
+  BRAID_CHECK(!groups.empty(), name(), ": needs at least one parameter group");
+  check_hyper_parameters(name(), defaults);
+  // Where each parameter first appeared, so a second appearance names both places.
+  std::map<const TensorImpl*, std::pair<size_t, size_t>> seen;
+  group_begin_ = {0};
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const std::string where = std::string(name()) + ": parameter group " + std::to_string(g);
+    std::map<std::string, double> options = defaults;
+    for (const auto& [k, v] : groups[g].options) {
+      BRAID_CHECK(defaults.count(k), where, ": unknown option '", k, "' (", name(), " has ", known_names(defaults),
+                  ")");
+      options[k] = v;
+    }
+    check_hyper_parameters(where, options);
+    groups[g].options = std::move(options);
+    for (size_t i = 0; i < groups[g].params.size(); ++i) {
+      const Tensor& p = groups[g].params[i];
+      check_param(where, i, p);
+      auto [it, fresh] = seen.emplace(p.impl(), std::make_pair(g, i));
+      BRAID_CHECK(fresh, where, ": parameter ", i, " (", shape_str(p.shape()), ") is already parameter ",
+                  it->second.second, " of parameter group ", it->second.first,
+                  "; a parameter may appear only once in an optimizer");
+      params_.push_back(p);
+    }
+    group_begin_.push_back(params_.size());
+  }
+  groups_ = std::move(groups);
+}
+
+double Optimizer::lr(size_t group) const {
+  BRAID_CHECK(group < groups_.size(), name(), ".lr: parameter group ", group, " does not exist (", groups_.size(),
+              " groups)");
+  return groups_[group].options.at("lr");
 }
 
 void Optimizer::set_lr(double lr) {
   detail::check_lr(name(), lr);
-  lr_ = lr;
+  for (auto& g : groups_) g.options.at("lr") = lr;
+}
+
+void Optimizer::set_lr(size_t group, double lr) {
+  BRAID_CHECK(group < groups_.size(), name(), ".set_lr: parameter group ", group, " does not exist (", groups_.size(),
+              " groups)");
+  detail::check_lr(std::string(name()) + ": parameter group " + std::to_string(group), lr);
+  groups_[group].options.at("lr") = lr;
 }
 
 void Optimizer::zero_grad(bool set_to_none) {
   for (auto& p : params_) {
     if (!p.grad().defined()) continue;
-    if (set_to_none) p.set_grad(Tensor());
-    else ops::fill_(p.grad(), 0);
+    if (set_to_none)
+      p.set_grad(Tensor());
+    else
+      ops::fill_(p.grad(), 0);
   }
 }
 

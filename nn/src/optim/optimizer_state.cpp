@@ -27,37 +27,44 @@ int64_t step_count_of(const Tensor& t) {
 
 OptimizerState Optimizer::state_dict() const {
   OptimizerState out;
-  ParamGroupState group{hyper_parameters(), {}};
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    ParamGroupState group{groups_[g].options, {}};
+    for (size_t i = group_begin(g); i < group_begin(g + 1); ++i) group.params.push_back(int64_t(i));
+    out.param_groups.push_back(std::move(group));
+  }
   for (size_t i = 0; i < params_.size(); ++i) {
-    group.params.push_back(int64_t(i));
     auto state = param_state(i);
     if (!state.empty()) out.state[int64_t(i)] = std::move(state);
   }
-  out.param_groups.push_back(std::move(group));
   return out;
 }
 
 void Optimizer::check_state_dict(const OptimizerState& s) const {
   const std::string op = std::string(name()) + "::load_state_dict";
-  BRAID_CHECK(s.param_groups.size() == 1, op, ": the state has ", s.param_groups.size(),
-              " parameter groups, this optimizer has 1");
-  const ParamGroupState& group = s.param_groups[0];
-  BRAID_CHECK(group.params.size() == params_.size(), op, ": the state's parameter group holds ", group.params.size(),
-              " parameters, this optimizer's holds ", params_.size());
-  for (size_t i = 0; i < group.params.size(); ++i)
-    BRAID_CHECK(group.params[i] == int64_t(i), op, ": the state's parameter group lists parameter ", group.params[i],
-                " at position ", i, ", expected ", i, " (parameters are numbered in order)");
-  std::set<std::string> want, got;
-  for (const auto& [k, _] : hyper_parameters()) want.insert(k);
-  for (const auto& [k, _] : group.options) got.insert(k);
-  BRAID_CHECK(want == got, op, ": the state's hyper-parameters do not fit this ", name(), ": ",
-              detail::name_mismatch(want, got));
-  check_hyper_parameters(group.options);
+  BRAID_CHECK(s.param_groups.size() == groups_.size(), op, ": the state has ", s.param_groups.size(),
+              " parameter groups, this optimizer has ", groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) check_group_state(g, s.param_groups[g]);
   for (const auto& [index, state] : s.state) {
     BRAID_CHECK(index >= 0 && index < int64_t(params_.size()), op, ": the state has an entry for parameter ", index,
                 " but the optimizer has ", params_.size(), " parameters");
     check_param_state(index, state);
   }
+}
+
+void Optimizer::check_group_state(size_t g, const ParamGroupState& group) const {
+  const std::string op = std::string(name()) + "::load_state_dict: parameter group " + std::to_string(g);
+  const size_t begin = group_begin(g), size = group_begin(g + 1) - begin;
+  BRAID_CHECK(group.params.size() == size, op, ": the state's group holds ", group.params.size(),
+              " parameters, this optimizer's holds ", size);
+  for (size_t i = 0; i < size; ++i)
+    BRAID_CHECK(group.params[i] == int64_t(begin + i), op, ": the state's group lists parameter ", group.params[i],
+                " at position ", i, ", expected ", begin + i, " (parameters are numbered in order over the groups)");
+  std::set<std::string> want, got;
+  for (const auto& [k, _] : groups_[g].options) want.insert(k);
+  for (const auto& [k, _] : group.options) got.insert(k);
+  BRAID_CHECK(want == got, op, ": the state's hyper-parameters do not fit this ", name(), ": ",
+              detail::name_mismatch(want, got));
+  check_hyper_parameters(op, group.options);
 }
 
 void Optimizer::check_param_state(int64_t index, const std::map<std::string, Tensor>& state) const {
@@ -110,7 +117,7 @@ void Optimizer::load_state_dict(const OptimizerState& s) {
       fresh[size_t(index)][e.name] = ops::contiguous(copy);
     }
   }
-  set_hyper_parameters(s.param_groups[0].options);
+  for (size_t g = 0; g < groups_.size(); ++g) groups_[g].options = s.param_groups[g].options;
   for (size_t i = 0; i < params_.size(); ++i) set_param_state(i, std::move(fresh[i]));
 }
 
