@@ -13,10 +13,12 @@
 //                                                 exp_avg_sq (Adam, AdamW) as the parameter; step (I64, 0-d)
 //   __metadata__  braid.training_state            "1", the version of this layout
 //                 optimizer                       "SGD", "Adam" or "AdamW"
-//                 optimizer.param_groups          JSON, as torch.optim's: [{"lr": 0.05, "momentum": 0.9, ...,
-//                                                 "params": [0, 1, ...]}], booleans as 0 or 1
-//                 scheduler, scheduler.state      (with a schedule) "StepLR" or "CosineAnnealingLR", and JSON
-//                                                 {"last_epoch": 938, "base_lrs": [0.05], "T_max": 938, ...}
+//                 optimizer.param_groups          JSON, as torch.optim's, one object per parameter group:
+//                                                 [{"lr": 0.05, "momentum": 0.9, ..., "params": [0, 1, ...]}, ...],
+//                                                 indices counted over all groups, booleans as 0 or 1
+//                 scheduler, scheduler.state      (with a schedule) "StepLR", "CosineAnnealingLR" or
+//                                                 "WarmupCosineLR", and JSON {"last_epoch": 938, "base_lrs": [0.05]
+//                                                 (one per group), "T_max": 938, ...}
 //                 extra.<key>                     the caller's own strings (epoch, seed, ...)
 // Loading checks the whole file against the model, optimizer and schedule before it changes any of them.
 #pragma once
