@@ -1,0 +1,22 @@
+# Trains a small GPT for a few hundred steps and checks that its validation loss ends below the unigram baseline
+# (the best a model without context can do), that every evaluation prints tokens/s, and that both samples are
+# printed. Inputs: EXE (the gpt binary), ARGS (a ;-list of flags).
+execute_process(COMMAND "${EXE}" ${ARGS} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "gpt ${ARGS} exited with ${rc}:\n${out}\n${err}")
+endif()
+if(NOT out MATCHES "final: val ([0-9.]+) bits/byte, unigram baseline ([0-9.]+) bits/byte")
+  message(FATAL_ERROR "no final line:\n${out}")
+endif()
+set(val "${CMAKE_MATCH_1}")
+set(unigram "${CMAKE_MATCH_2}")
+if(NOT val LESS unigram)
+  message(FATAL_ERROR "validation loss ${val} bits/byte is not below the unigram baseline ${unigram}:\n${out}")
+endif()
+if(NOT out MATCHES "val [0-9.]+ bits/byte \\(loss [0-9.]+\\), lr [0-9.e+-]+, [0-9]+ tokens/s")
+  message(FATAL_ERROR "no evaluation line with tokens/s:\n${out}")
+endif()
+if(NOT out MATCHES "--- greedy sample ---" OR NOT out MATCHES "--- sample \\(temperature")
+  message(FATAL_ERROR "the samples are missing:\n${out}")
+endif()
+message(STATUS "gpt: validation ${val} bits/byte, unigram baseline ${unigram} bits/byte")
