@@ -619,15 +619,29 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
                 " does not match normalized_shape ", shape_str(normalized_shape));
     ops::check_same_dtype("layer_norm", input, *p);
   }
-  std::vector<int64_t> dims;
-  for (int64_t i = input.dim() - k; i < input.dim(); ++i) dims.push_back(i);
-  Tensor mu = mean(input, dims, true);
-  Tensor centered = sub(input, mu);
-  Tensor variance = mean(mul(centered, centered), dims, true);
-  Tensor y = mul(centered, pow(affine(variance, 1, eps), -0.5));
-  if (weight.defined()) y = mul(y, weight);
-  if (bias.defined()) y = add(y, bias);
-  return y;
+  const int64_t cols = shape_numel(normalized_shape);
+  ops::LayerNormOutput r = ops::layer_norm(input, cols, weight, bias, eps);
+  if (!any_requires_grad({input, weight, bias})) return r.output;
+  std::vector<Tensor> inputs{input};
+  if (weight.defined()) inputs.push_back(weight);
+  if (bias.defined()) inputs.push_back(bias);
+  const bool nx = input.requires_grad(), nw = weight.defined() && weight.requires_grad(),
+             nb = bias.defined() && bias.requires_grad();
+  // The input's gradient reads the weight; the weight's reads the input; the bias's only the incoming gradient.
+  Tensor x = nx || nw ? input.detach() : Tensor(), w = nx && weight.defined() ? weight.detach() : Tensor();
+  Tensor row_mean = x.defined() ? r.mean : Tensor(), row_rstd = x.defined() ? r.rstd : Tensor();
+  return record("LayerNormBackward", r.output, inputs,
+                [x, w, row_mean, row_rstd, cols, nx, nw, nb, has_w = weight.defined(), has_b = bias.defined(),
+                 param_shape = normalized_shape](const Tensor& g) {
+                  ops::LayerNormGrads d;
+                  if (x.defined()) d = ops::layer_norm_backward(g, x, cols, w, row_mean, row_rstd, nx, nw, nb);
+                  else d.bias = ops::sum(ops::reshape(g, {-1, cols}), {0});
+                  std::vector<Tensor> grads{d.input};
+                  if (has_w) grads.push_back(nw ? ops::view(d.weight, param_shape) : Tensor());
+                  if (has_b) grads.push_back(nb ? ops::view(d.bias, param_shape) : Tensor());
+                  return grads;
+                },
+                {x, w, row_mean, row_rstd});
 }
 
 Tensor embedding(const Tensor& indices, const Tensor& weight) {

@@ -89,6 +89,27 @@ Tensor nll(const Tensor& log_probs, const Tensor& target);
 Tensor nll_backward(const Tensor& log_probs, const Tensor& target, const Tensor& grad_loss, double scale,
                     bool from_log_softmax);
 
+// ---- fused attention softmax and layer normalisation ----
+// P = softmax(scale * scores) over the last dim of scores [.., q_len, k_len], max-subtracted; causal (q_len ==
+// k_len) lets query i see keys 0..i only, the others getting probability exactly 0, with no mask tensor. The
+// backward gives the gradient of the raw scores from the gradient of P and P itself.
+Tensor attention_softmax(const Tensor& scores, double scale, bool causal);
+Tensor attention_softmax_backward(const Tensor& grad_probs, const Tensor& probs, double scale, bool causal);
+// Layer normalisation over the trailing dims of input that hold normalized_numel elements; weight and bias have
+// that many elements or are undefined. mean and rstd (one per normalised row, [rows]) are what the backward reads.
+struct LayerNormOutput {
+  Tensor output, mean, rstd;
+};
+LayerNormOutput layer_norm(const Tensor& input, int64_t normalized_numel, const Tensor& weight, const Tensor& bias,
+                           double eps);
+// The gradients asked for (undefined where not); those of weight and bias are [normalized_numel].
+struct LayerNormGrads {
+  Tensor input, weight, bias;
+};
+LayerNormGrads layer_norm_backward(const Tensor& grad, const Tensor& input, int64_t normalized_numel,
+                                   const Tensor& weight, const Tensor& mean, const Tensor& rstd, bool input_grad,
+                                   bool weight_grad, bool bias_grad);
+
 // ---- indexing ----
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);  // index: int64, 1-D or any shape for dim 0
 // out[index[i]] += src[i] along dim 0, out of shape `shape` (the gradient of index_select / embedding).

@@ -50,6 +50,21 @@ template <class T>
 void nll_backward(bool from_log_softmax, const T* log_probs, const int64_t* target, const T* grad_loss,
                   bool per_sample_grad, T scale, T* grad_in, int64_t n, int64_t c, Stream stream);
 
+// ---- fused attention softmax and layer normalisation (float, double), as kernels/cpu/attention_softmax.h and
+// ---- kernels/cpu/layer_norm.h
+template <class T>
+void attention_softmax(const T* scores, T* probs, int64_t rows, int64_t cols, int64_t q_len, bool causal, T scale,
+                       Stream stream);
+template <class T>
+void attention_softmax_backward(const T* grad_probs, const T* probs, T* grad_scores, int64_t rows, int64_t cols,
+                                int64_t q_len, bool causal, T scale, Stream stream);
+template <class T>
+void layer_norm(const T* x, const T* weight, const T* bias, T* y, T* mean, T* rstd, int64_t rows, int64_t cols,
+                double eps, Stream stream);
+template <class T>
+void layer_norm_backward(const T* grad_y, const T* x, const T* weight, const T* mean, const T* rstd, T* grad_x,
+                         T* grad_weight, T* grad_bias, int64_t rows, int64_t cols, Stream stream);
+
 // ---- indexing: rows of row_bytes bytes ----
 void gather_rows(const void* src, const int64_t* index, void* out, int64_t rows, int64_t row_bytes, Stream stream);
 // out[index[i], :] += src[i, :] (atomics: repeated indices add up)
