@@ -5,6 +5,7 @@
 #include "braid/data/dataloader.h"
 #include "braid/data/dataset.h"
 #include "braid/data/idx.h"
+#include "braid/nn/attention.h"
 #include "braid/nn/autograd.h"
 #include "braid/nn/checkpoint.h"
 #include "braid/nn/containers.h"

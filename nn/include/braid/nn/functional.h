@@ -3,6 +3,7 @@
 // Binary ops broadcast NumPy-style; comparisons return 0/1 in the inputs' dtype and are not differentiable.
 #pragma once
 
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -114,5 +115,12 @@ Tensor dropout(const Tensor& input, double p, bool training, Generator* gen = nu
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps = 1e-5);
 Tensor embedding(const Tensor& indices, const Tensor& weight);
+// Attention of query [B, H, T, D] over key [B, H, S, D] and value [B, H, S, Dv]: softmax(q k^T * scale) v, with
+// scale 1/sqrt(D) by default, as PyTorch's. is_causal (T == S) lets query i see keys 0..i only, through a fused
+// softmax (no mask tensor); dropout_p > 0 drops attention probabilities (from gen, or the default generator).
+// Differentiable in query, key and value.
+Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value, bool is_causal = false,
+                                    double dropout_p = 0.0, std::optional<double> scale = std::nullopt,
+                                    Generator* gen = nullptr);
 
 }  // namespace braid::nn::functional
