@@ -5,7 +5,7 @@ Run with Debian's interpreter, which has python3-torch and python3-numpy:
 
     /usr/bin/python3 tests/golden/make_golden.py
 
-It writes tests/data/golden/{mlp,embedding,optim,numerics}.safetensors, which are committed: CI reads them and
+It writes tests/data/golden/{mlp,embedding,optim,numerics,transformer}.safetensors, which are committed: CI reads them and
 never needs PyTorch. Naming cases writes only those files, so adding a case leaves the others' bytes alone:
 
     /usr/bin/python3 tests/golden/make_golden.py numerics Debian packages no Python safetensors, so the format is written (and read back, to check the
@@ -256,6 +256,109 @@ def make_numerics_file(metadata):
     save("numerics.safetensors", out, dict(metadata, case="numerics"))
 
 
+class CausalSelfAttention(nn.Module):
+    """nanoGPT's: c_attn makes q, k, v for all heads (split(C, dim=2), each .view(B, T, H, D).transpose(1, 2)),
+    the attention is written out (PyTorch 1.13 has no public scaled_dot_product_attention), c_proj mixes heads."""
+
+    def __init__(self, c, heads):
+        super().__init__()
+        self.c_attn = nn.Linear(c, 3 * c)
+        self.c_proj = nn.Linear(c, c)
+        self.heads = heads
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.c_attn(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = attention(q, k, v, True, None)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
+
+
+class Block(nn.Module):
+    """A pre-LayerNorm GPT block: x + attn(ln_1(x)), then x + mlp(ln_2(x)); mlp's children are "0", "1", "2" as
+    in an nn::Sequential."""
+
+    def __init__(self, c, heads):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(c)
+        self.attn = CausalSelfAttention(c, heads)
+        self.ln_2 = nn.LayerNorm(c)
+        self.mlp = nn.Sequential(nn.Linear(c, 4 * c), nn.GELU(approximate="tanh"), nn.Linear(4 * c, c))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+def attention(q, k, v, causal, scale):
+    """softmax(q k^T * scale, masked with -inf above the diagonal when causal) v, as nanoGPT writes it."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    att = (q @ k.transpose(-2, -1)) * scale
+    if causal:
+        t, s = q.shape[-2], k.shape[-2]
+        mask = torch.tril(torch.ones(t, s, dtype=torch.bool))
+        att = att.masked_fill(~mask, float("-inf"))
+    return torch.softmax(att, dim=-1) @ v
+
+
+ATTENTION_CASES = {
+    # name: (B, H, T, S, D, Dv, causal, scale)
+    "causal": (2, 3, 5, 5, 4, 4, True, None),
+    "full": (2, 2, 4, 7, 8, 6, False, 0.3),
+}
+
+
+def transformer_case(dtype, data, init):
+    """Attention forward and backward per case, and the GPT block's output and gradients, in `dtype`."""
+    out = {}
+    for name, (_, _, _, _, _, _, causal, scale) in ATTENTION_CASES.items():
+        p = f"attention.{name}"
+        q, k, v = (torch.from_numpy(data[f"{p}.{w}"]).to(dtype).requires_grad_(True) for w in ("query", "key", "value"))
+        y = attention(q, k, v, causal, scale)
+        y.backward(torch.from_numpy(data[f"{p}.grad_output"]).to(dtype))
+        out[f"{p}.output"] = y
+        for w, t in (("query", q), ("key", k), ("value", v)):
+            out[f"{p}.grad.{w}"] = t.grad.clone()
+    block = Block(16, 4)
+    block.load_state_dict({k: torch.from_numpy(v) for k, v in init.items()})
+    block.to(dtype)
+    x = torch.from_numpy(data["block.input"]).to(dtype).requires_grad_(True)
+    y = block(x)
+    y.backward(torch.from_numpy(data["block.grad_output"]).to(dtype))
+    out["block.output"] = y
+    for name, prm in block.named_parameters():
+        out[f"block.grad.{name}"] = prm.grad.clone()
+    out["block.grad.input"] = x.grad.clone()
+    return out
+
+
+def make_transformer_file(metadata):
+    """Its own generator, so this case never shifts the random draws of the others."""
+    gen = torch.Generator().manual_seed(SEED + 9)
+    torch.manual_seed(SEED + 9)  # the block's default initialisation
+    data = {}
+    for name, (b, h, t, s, d, dv, _, _) in ATTENTION_CASES.items():
+        p = f"attention.{name}"
+        for w, shape in (("query", (b, h, t, d)), ("key", (b, h, s, d)), ("value", (b, h, s, dv)),
+                         ("grad_output", (b, h, t, dv))):
+            data[f"{p}.{w}"] = f32(torch.randn(*shape, generator=gen))
+    block = Block(16, 4)
+    with torch.no_grad():  # LayerNorm's affine made non-trivial
+        for ln in (block.ln_1, block.ln_2):
+            ln.weight.copy_(1 + 0.2 * torch.randn(16, generator=gen))
+            ln.bias.copy_(0.2 * torch.randn(16, generator=gen))
+    init = {k: f32(v) for k, v in block.state_dict().items()}
+    data["block.input"] = f32(torch.randn(2, 6, 16, generator=gen))
+    data["block.grad_output"] = f32(torch.randn(2, 6, 16, generator=gen))
+    ref = transformer_case(torch.float64, data, init)
+    low = transformer_case(torch.float32, data, init)
+    report_float32_error("transformer", ref, low)
+    out = dict(data)
+    out.update({f"block.param.{k}": v for k, v in init.items()})
+    out.update(finalize(ref))
+    save("transformer.safetensors", out, dict(metadata, case="transformer"))
+
+
 def sgd(params):
     return torch.optim.SGD(params, lr=0.1, momentum=0.9)
 
@@ -305,7 +408,7 @@ def save(name, tensors, metadata):
     print(f"wrote {os.path.relpath(path)}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
 
 
-CASES = ("mlp", "embedding", "optim", "numerics")
+CASES = ("mlp", "embedding", "optim", "numerics", "transformer")
 
 
 def main(argv):
@@ -378,6 +481,8 @@ def main(argv):
 
     if "numerics" in cases:
         make_numerics_file(metadata)
+    if "transformer" in cases:
+        make_transformer_file(metadata)
     return 0
 
 

@@ -1,7 +1,7 @@
 // Golden tests: Braid against PyTorch. tests/golden/make_golden.py (run by hand with Debian's python3-torch)
 // wrote tests/data/golden/*.safetensors with the inputs, initial weights, outputs, losses and gradients of a
 // small MLP with every layer and loss, an embedding model, the parameters after SGD-momentum and AdamW steps, and
-// numerical edge cases (log-softmax of large logits, both GELU forms). Here the same models are built from Braid's layers, loaded with those weights (read by braid::nn::load,
+// numerical edge cases (log-softmax of large logits, both GELU forms), scaled dot-product attention and a GPT block. Here the same models are built from Braid's layers, loaded with those weights (read by braid::nn::load,
 // which so also proves Braid reads files written outside it), run, and compared element by element.
 //
 // The expected values were computed in float64 from the float32 inputs and rounded to float32, so what remains
@@ -12,12 +12,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "braid/core/core.h"
+#include "braid/nn/attention.h"
 #include "braid/nn/checkpoint.h"
 #include "braid/nn/functional.h"
 #include "braid/nn/layers.h"
@@ -273,6 +275,68 @@ TEST_F(GoldenNumerics, GeluExactAndTanhWithGradientsMatchPyTorch) {
     EXPECT_GOLDEN("gelu.grad." + approximate, x.grad(), golden(), kElementwise);
     EXPECT_GOLDEN("gelu." + approximate, gelu(copy_of(get(golden(), "gelu.input")), approximate), golden(), kElementwise);
   }
+}
+
+// ---- transformer.safetensors: scaled dot-product attention (causal, and non-causal with more keys than queries
+// and an explicit scale) and a pre-LayerNorm GPT block, PyTorch's being nanoGPT's written-out attention
+
+class GoldenTransformer : public testing::Test {
+ protected:
+  static void SetUpTestSuite() { golden_ = new nn::StateDict(nn::load(golden_path("transformer.safetensors"))); }
+  static void TearDownTestSuite() {
+    delete golden_;
+    golden_ = nullptr;
+  }
+  const nn::StateDict& golden() const { return *golden_; }
+  static nn::StateDict* golden_;
+};
+nn::StateDict* GoldenTransformer::golden_ = nullptr;
+
+TEST_F(GoldenTransformer, AttentionForwardAndBackwardMatchPyTorch) {
+  struct Case {
+    std::string name;
+    bool causal;
+    std::optional<double> scale;
+  };
+  for (const Case& c : {Case{"causal", true, std::nullopt}, Case{"full", false, 0.3}}) {
+    SCOPED_TRACE(c.name);
+    const std::string p = "attention." + c.name + ".";
+    Tensor q = copy_of(get(golden(), p + "query")), k = copy_of(get(golden(), p + "key"));
+    Tensor v = copy_of(get(golden(), p + "value"));
+    for (Tensor* t : {&q, &k, &v}) t->requires_grad_();
+    Tensor y = F::scaled_dot_product_attention(q, k, v, c.causal, 0.0, c.scale);
+    EXPECT_GOLDEN(p + "output", y, golden(), kPass);
+    y.backward(get(golden(), p + "grad_output"));
+    EXPECT_GOLDEN(p + "grad.query", q.grad(), golden(), kPass);
+    EXPECT_GOLDEN(p + "grad.key", k.grad(), golden(), kPass);
+    EXPECT_GOLDEN(p + "grad.value", v.grad(), golden(), kPass);
+  }
+}
+
+struct GptBlock : nn::Module {
+  nn::LayerNorm ln_1 = register_module("ln_1", nn::LayerNorm(16));
+  nn::CausalSelfAttention attn = register_module("attn", nn::CausalSelfAttention(16, 4));
+  nn::LayerNorm ln_2 = register_module("ln_2", nn::LayerNorm(16));
+  nn::Sequential mlp = register_module(
+      "mlp", nn::Sequential(nn::Linear(16, 64), nn::GELU({.approximate = "tanh"}), nn::Linear(64, 16)));
+  Tensor forward(const Tensor& x) {
+    Tensor h = x + attn(ln_1(x));
+    return h + mlp(ln_2(h));
+  }
+};
+
+TEST_F(GoldenTransformer, GptBlockOutputAndEveryGradientMatchPyTorch) {
+  GptBlock block;
+  block.load_state_dict(with_prefix(golden(), "block.param."));
+  Tensor x = copy_of(get(golden(), "block.input"));
+  x.requires_grad_();
+  Tensor y = block.forward(x);
+  EXPECT_GOLDEN("block.output", y, golden(), kPass);
+  y.backward(get(golden(), "block.grad_output"));
+  auto params = block.named_parameters();
+  EXPECT_EQ(params.size(), with_prefix(golden(), "block.param.").size());
+  for (const auto& [name, p] : params) EXPECT_GOLDEN("block.grad." + name, p.grad(), golden(), kPass);
+  EXPECT_GOLDEN("block.grad.input", x.grad(), golden(), kPass);
 }
 
 // ---- optim.safetensors
