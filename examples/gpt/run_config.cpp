@@ -23,7 +23,7 @@ cxxopts::Options make_options() {
   auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
   // clang-format off
   cli.add_options()
-    ("steps", "optimizer steps", text("2000"))
+    ("steps", "optimizer steps", text("1500"))
     ("batch-size", "sequences per step", text("16"))
     ("block-size", "sequence length (the positional table's size)", text("64"))
     ("n-layer", "Transformer blocks", text("4"))
