@@ -1,5 +1,5 @@
-// Scaled dot-product attention from batched GEMMs and one fused softmax: the heads are folded into the GEMMs'
-// batch ([B, H, T, D] -> [B*H, T, D]), k^T, P^T and dS^T are transposed views that BLAS reads as such, and the
+// Scaled dot-product attention from batched GEMMs (ops::bmm) and one fused softmax: the heads are folded into the
+// GEMMs' batch ([B, H, T, D] -> [B*H, T, D]), k^T, P^T and dS^T are transposed views that BLAS reads as such, and the
 // softmax scales, masks (causal) and normalises each row of q @ k^T in one pass, so no scaled copy of the scores
 // and no -inf mask tensor exist.
 #include <cmath>
@@ -57,10 +57,10 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
   const double sc = scale.value_or(1.0 / std::sqrt(double(d)));
   Tensor q = ops::reshape(query, {b * h, t, d}), k = ops::reshape(key, {b * h, s, d});
   Tensor v = ops::reshape(value, {b * h, s, dv});
-  Tensor probs = ops::attention_softmax(ops::matmul(q, ops::transpose(k, 1, 2)), sc, is_causal);
+  Tensor probs = ops::attention_softmax(ops::bmm(q, ops::transpose(k, 1, 2)), sc, is_causal);
   Tensor factor = dropout_p > 0 ? dropout_factor(probs, dropout_p, gen) : Tensor();
   Tensor attn = factor.defined() ? ops::binary(ops::BinaryOp::Mul, probs, factor) : probs;
-  Tensor out = ops::view(ops::matmul(attn, v), {b, h, t, dv});
+  Tensor out = ops::view(ops::bmm(attn, v), {b, h, t, dv});
   if (!autograd::any_requires_grad({query, key, value})) return out;
 
   const bool nq = query.requires_grad(), nk = key.requires_grad(), nv = value.requires_grad();
@@ -76,13 +76,13 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
        qs = query.shape(), ks = key.shape(), vs = value.shape()](const Tensor& grad) {
         const Tensor g = ops::reshape(grad, {qs[0] * qs[1], qs[2], vs[3]});
         std::vector<Tensor> grads(3);
-        if (nv) grads[2] = ops::view(ops::matmul(ops::transpose(a, 1, 2), g), vs);
+        if (nv) grads[2] = ops::view(ops::bmm(ops::transpose(a, 1, 2), g), vs);
         if (!nq && !nk) return grads;
-        Tensor dp = ops::matmul(g, ops::transpose(v, 1, 2));
+        Tensor dp = ops::bmm(g, ops::transpose(v, 1, 2));
         if (f.defined()) dp = ops::binary(ops::BinaryOp::Mul, dp, f);
         const Tensor ds = ops::attention_softmax_backward(dp, p, sc, is_causal);
-        if (nq) grads[0] = ops::view(ops::matmul(ds, k), qs);
-        if (nk) grads[1] = ops::view(ops::matmul(ops::transpose(ds, 1, 2), q), ks);
+        if (nq) grads[0] = ops::view(ops::bmm(ds, k), qs);
+        if (nk) grads[1] = ops::view(ops::bmm(ops::transpose(ds, 1, 2), q), ks);
         return grads;
       },
       {saved_q, saved_k, saved_v, saved_p, saved_f, saved_attn});

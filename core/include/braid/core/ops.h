@@ -73,6 +73,9 @@ Tensor sum_to(const Tensor& t, const Shape& shape);
 // ---- linear algebra ----
 // 2-D @ 2-D, batched 3-D @ 3-D (batch broadcast when one side has batch 1), N-D @ 2-D.
 Tensor matmul(const Tensor& a, const Tensor& b);
+// [batch, m, k] @ [batch, k, n] as one strided-batched GEMM, operands that are batches of row-major or transposed
+// matrices (a transposed view included) read in place; on the CPU each thread multiplies whole matrices.
+Tensor bmm(const Tensor& a, const Tensor& b);
 // out = beta * out + alpha * op(a) @ op(b) for 2-D operands; transposed views go to BLAS as flags. `out` must
 // not share memory with a or b.
 void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double alpha = 1, double beta = 0);
