@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -16,45 +17,74 @@ inline bool run_parallel(int64_t rows, int64_t cols) {
 }
 
 // Mean and rstd of one row: the variance is taken about the mean (two passes over a row that is in cache), which
-// keeps rows with a large offset exact where E[x^2] - E[x]^2 would cancel.
+// keeps rows with a large offset exact where E[x^2] - E[x]^2 would cancel. The row sums run in T over the SIMD
+// lanes (each lane sums cols / lanes elements), as PyTorch's kernel does; sums over rows use double.
 template <class T>
 void row_moments(const T* x, int64_t cols, double eps, T& mean, T& rstd) {
-  double s = 0;
+  T s = 0;
 #pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < cols; ++j) s += double(x[j]);
-  const double mu = s / double(cols);
-  double ss = 0;
+  for (int64_t j = 0; j < cols; ++j) s += x[j];
+  const T mu = s / T(cols);
+  T ss = 0;
 #pragma omp simd reduction(+ : ss)
-  for (int64_t j = 0; j < cols; ++j) ss += (double(x[j]) - mu) * (double(x[j]) - mu);
-  mean = T(mu);
-  rstd = T(1.0 / std::sqrt(ss / double(cols) + eps));
+  for (int64_t j = 0; j < cols; ++j) ss += (x[j] - mu) * (x[j] - mu);
+  mean = mu;
+  rstd = T(1.0 / std::sqrt(double(ss) / double(cols) + eps));
 }
 
-// grad_x of one row, and its contributions to the column sums of grad_weight and grad_bias.
+// grad_x of one row; g = dy * w (w null: ones).
 template <class T>
-void row_backward(const T* dy, const T* x, const T* w, T mu, T rs, T* dx, double* dw, double* db, int64_t cols) {
-  if (dx) {
-    double sg = 0, sgx = 0;
+void row_input_grad(const T* dy, const T* x, const T* w, T mu, T rs, T* dx, int64_t cols) {
+  T sg = 0, sgx = 0;
+  if (w) {
 #pragma omp simd reduction(+ : sg, sgx)
     for (int64_t j = 0; j < cols; ++j) {
-      const T g = w ? dy[j] * w[j] : dy[j];
-      sg += double(g);
-      sgx += double(g) * double((x[j] - mu) * rs);
+      sg += dy[j] * w[j];
+      sgx += dy[j] * w[j] * (x[j] - mu);
     }
-    const T a = T(sg / double(cols)), b = T(sgx / double(cols));
-#pragma omp simd
+  } else {
+#pragma omp simd reduction(+ : sg, sgx)
     for (int64_t j = 0; j < cols; ++j) {
-      const T g = w ? dy[j] * w[j] : dy[j];
-      dx[j] = rs * (g - a - (x[j] - mu) * rs * b);
+      sg += dy[j];
+      sgx += dy[j] * (x[j] - mu);
     }
   }
-  if (dw) {
+  // dx = rs * (g - mean(g) - xhat * mean(g * xhat)) with xhat = (x - mu) * rs, as c0 * g + c1 * (x - mu) + c2.
+  const T a = sg / T(cols), b = sgx * rs / T(cols);
+  const T c1 = -rs * rs * b, c2 = -rs * a;
+  if (w) {
 #pragma omp simd
-    for (int64_t j = 0; j < cols; ++j) dw[j] += double(dy[j]) * double((x[j] - mu) * rs);
+    for (int64_t j = 0; j < cols; ++j) dx[j] = rs * dy[j] * w[j] + c1 * (x[j] - mu) + c2;
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) dx[j] = rs * dy[j] + c1 * (x[j] - mu) + c2;
   }
-  if (db) {
+}
+
+// Rows per block whose parameter-gradient sums run in T before they are added to the double totals.
+constexpr int64_t kRowBlock = 32;
+
+// The rows [begin, end) added to the per-thread totals dw and db (either may be null).
+template <class T>
+void add_param_grads(const T* dy, const T* x, const T* mean, const T* rstd, int64_t begin, int64_t end, int64_t cols,
+                     T* block_w, T* block_b, double* dw, double* db) {
+  for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
+    std::fill(block_w, block_w + cols, T(0));
+    std::fill(block_b, block_b + cols, T(0));
+    for (int64_t r = r0; r < std::min(end, r0 + kRowBlock); ++r) {
+      const T* d = dy + r * cols;
+      const T* xr = x + r * cols;
+      const T mu = mean[r], rs = rstd[r];
 #pragma omp simd
-    for (int64_t j = 0; j < cols; ++j) db[j] += double(dy[j]);
+      for (int64_t j = 0; j < cols; ++j) {
+        block_w[j] += d[j] * ((xr[j] - mu) * rs);
+        block_b[j] += d[j];
+      }
+    }
+    for (int64_t j = 0; j < cols; ++j) {
+      if (dw) dw[j] += double(block_w[j]);
+      if (db) db[j] += double(block_b[j]);
+    }
   }
 }
 
@@ -94,16 +124,22 @@ void layer_norm_backward(const T* grad_y, const T* x, const T* weight, const T* 
   const bool parallel = run_parallel(rows, cols);
   const int threads = parallel ? omp_get_max_threads() : 1;
   const bool sums = grad_weight || grad_bias;
-  // Per thread: cols partial sums for grad_weight, then cols for grad_bias.
+  // Per thread: cols double totals for grad_weight, then cols for grad_bias.
   std::vector<double> part(sums ? size_t(threads) * 2 * size_t(cols) : 0, 0.0);
 #pragma omp parallel num_threads(threads) if (parallel)
   {
-    double* dw = grad_weight ? part.data() + size_t(omp_get_thread_num()) * 2 * size_t(cols) : nullptr;
-    double* db = grad_bias ? part.data() + (size_t(omp_get_thread_num()) * 2 + 1) * size_t(cols) : nullptr;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r)
-      row_backward(grad_y + r * cols, x + r * cols, weight, mean[r], rstd[r], grad_x ? grad_x + r * cols : nullptr, dw,
-                   db, cols);
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t begin = rows * t / nt, end = rows * (t + 1) / nt;
+    if (grad_x) {
+      for (int64_t r = begin; r < end; ++r)
+        row_input_grad(grad_y + r * cols, x + r * cols, weight, mean[r], rstd[r], grad_x + r * cols, cols);
+    }
+    if (sums) {
+      std::vector<T> block(2 * size_t(cols));
+      double* dw = part.data() + size_t(t) * 2 * size_t(cols);
+      add_param_grads(grad_y, x, mean, rstd, begin, end, cols, block.data(), block.data() + cols,
+                      grad_weight ? dw : nullptr, grad_bias ? dw + cols : nullptr);
+    }
   }
   if (!sums) return;
   for (int64_t j = 0; j < cols; ++j) {
