@@ -1,7 +1,8 @@
 // Fused layer normalisation, forward and backward, with the math of kernels/cpu/layer_norm.cpp: a group of threads
 // per row (a few lanes, a warp or the whole block, by row length) for the row's mean and rstd and for grad_x, sums
-// in double; grad_weight and grad_bias are column sums over the rows, a block per tile of 32 columns whose threads
-// split the rows and combine in shared memory in a fixed order.
+// in double (the CPU sums a row in T over its SIMD lanes: results agree to T's rounding); grad_weight and grad_bias are
+// column sums over the rows, a block per tile of 32 columns whose threads split the rows and combine in shared memory
+// in a fixed order.
 #include <cmath>
 #include <cstdint>
 

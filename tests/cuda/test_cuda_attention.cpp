@@ -1,4 +1,4 @@
-// The fused attention softmax, scaled_dot_product_attention and layer_norm on a CUDA device against their CPU
+// The fused attention softmax, ops::bmm, scaled_dot_product_attention and layer_norm on a CUDA device against their CPU
 // twins, forward and backward, on random inputs: row lengths that give each thread-group size of the row kernels
 // (a few lanes, a warp, a whole block), causal and not, float32 and float64, with and without LayerNorm's affine
 // parameters. CUDA allocations are poisoned, so an element a kernel leaves unwritten fails. Skips without a device.
@@ -70,6 +70,18 @@ TEST_F(CudaAttention, SoftmaxKernelsMatchCpu) {
                                  ops::attention_softmax_backward(dp, p, 0.37, causal), 10 * tol_for(dt)));
       }
     }
+  }
+}
+
+TEST_F(CudaAttention, BatchedMatmulMatchesCpu) {
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    Tensor a = randn_cpu({6, 33, 17}, dt, 11), b = randn_cpu({6, 29, 17}, dt, 12);
+    Tensor bt = ops::transpose(b, 1, 2);  // read in place as a transposed operand
+    EXPECT_TRUE(close_to_cpu(ops::bmm(to_gpu(a), ops::transpose(to_gpu(b), 1, 2)), ops::bmm(a, bt), tol_for(dt)));
+    Tensor strided = ops::narrow(a, 2, 1, 15);
+    EXPECT_TRUE(
+        close_to_cpu(ops::bmm(ops::narrow(to_gpu(a), 2, 1, 15), ops::narrow(ops::transpose(to_gpu(b), 1, 2), 1, 0, 15)),
+                     ops::bmm(strided, ops::narrow(bt, 1, 0, 15)), tol_for(dt)));
   }
 }
 

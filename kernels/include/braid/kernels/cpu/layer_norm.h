@@ -4,7 +4,8 @@
 // rstd for the backward; weight and bias may be null (no affine). Backward, from dy and what the forward saw:
 // grad_x = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight and xhat = (x - mean) * rstd, and
 // grad_weight = sum over rows of dy * xhat, grad_bias = sum over rows of dy; a null output is not computed.
-// Sums accumulate in double; the column sums of the backward combine per-thread parts in thread order.
+// A row's sums run in T over the SIMD lanes (as PyTorch's kernel); the backward's column sums run in T over blocks
+// of 32 rows, then in double per thread, and the threads' parts are added in thread order.
 #pragma once
 
 #include <cstdint>
