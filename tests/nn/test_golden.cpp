@@ -1,7 +1,8 @@
 // Golden tests: Braid against PyTorch. tests/golden/make_golden.py (run by hand with Debian's python3-torch)
 // wrote tests/data/golden/*.safetensors with the inputs, initial weights, outputs, losses and gradients of a
-// small MLP with every layer and loss, an embedding model, the parameters after SGD-momentum and AdamW steps, and
-// numerical edge cases (log-softmax of large logits, both GELU forms), scaled dot-product attention and a GPT block. Here the same models are built from Braid's layers, loaded with those weights (read by braid::nn::load,
+// small MLP with every layer and loss, an embedding model, the parameters after SGD-momentum and AdamW steps,
+// numerical edge cases (log-softmax of large logits, both GELU forms), scaled dot-product attention and a GPT
+// block. Here the same models are built from Braid's layers, loaded with those weights (read by braid::nn::load,
 // which so also proves Braid reads files written outside it), run, and compared element by element.
 //
 // The expected values were computed in float64 from the float32 inputs and rounded to float32, so what remains
