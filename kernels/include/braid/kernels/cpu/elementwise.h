@@ -1,7 +1,8 @@
 // CPU launchers for element-wise functors over strided operands. An N-operand loop (operand 0 is the output)
 // is described by sizes and per-operand byte strides; broadcast dimensions have stride 0. Dimensions that are
 // contiguous for every operand are merged first, so the common cases (all contiguous, a row broadcast) become
-// one or two flat loops that the compiler vectorises; large loops are split over the OpenMP threads.
+// one or two flat loops that the compiler vectorises, or that a functor's span kernel (span_kernels.h) runs; large
+// loops are split over the OpenMP threads.
 #pragma once
 
 #include <omp.h>
@@ -10,6 +11,7 @@
 #include <array>
 #include <cstdint>
 
+#include "braid/kernels/cpu/span_kernels.h"
 #include "braid/kernels/loop.h"
 
 namespace braid::kernels::cpu {
@@ -74,8 +76,12 @@ void unary(F f, const Loop<2>& loop, TO* out, const TA* a) {
                 TO* o = reinterpret_cast<TO*>(p[0]);
                 const TA* x = reinterpret_cast<const TA*>(p[1]);
                 if (s[0] == sizeof(TO) && s[1] == sizeof(TA)) {
+                  if constexpr (UnarySpanKernel<F, TO, TA>) {
+                    SpanKernel<F>::run(o, x, n);
+                  } else {
 #pragma omp simd
-                  for (int64_t i = 0; i < n; ++i) o[i] = static_cast<TO>(f(x[i]));
+                    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<TO>(f(x[i]));
+                  }
                 } else if (s[0] == sizeof(TO) && s[1] == 0) {
                   TO v = static_cast<TO>(f(x[0]));
                   for (int64_t i = 0; i < n; ++i) o[i] = v;
@@ -99,8 +105,12 @@ void binary(F f, const Loop<3>& loop, T* out, const T* a, const T* b) {
                 const T* y = reinterpret_cast<const T*>(p[2]);
                 constexpr int64_t e = sizeof(T);
                 if (s[0] == e && s[1] == e && s[2] == e) {
+                  if constexpr (BinarySpanKernel<F, T>) {
+                    SpanKernel<F>::run(o, x, y, n);
+                  } else {
 #pragma omp simd
-                  for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+                    for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+                  }
                 } else if (s[0] == e && s[1] == e && s[2] == 0) {
                   const T yv = y[0];
 #pragma omp simd
