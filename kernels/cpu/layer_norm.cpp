@@ -16,15 +16,17 @@ inline bool run_parallel(int64_t rows, int64_t cols) {
   return rows > 1 && rows * cols >= kParallelGrain / 4 && !omp_in_parallel();
 }
 
-// Mean and rstd of one row: the variance is taken about the mean (two passes over a row that is in cache), which
-// keeps rows with a large offset exact where E[x^2] - E[x]^2 would cancel. The row sums run in T over the SIMD
-// lanes (each lane sums cols / lanes elements), as PyTorch's kernel does; sums over rows use double.
+// Mean and rstd of one row. The row sums run in T over the SIMD lanes, as PyTorch's kernel does, on values shifted
+// by the row's first element, so a row far from zero (values near 1e4, spread near 1) sums numbers near its spread
+// rather than near its offset; the variance is taken about the mean (a second pass over a row that is in cache),
+// where E[x^2] - E[x]^2 would cancel. Sums over rows use double.
 template <class T>
 void row_moments(const T* x, int64_t cols, double eps, T& mean, T& rstd) {
+  const T pivot = x[0];
   T s = 0;
 #pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < cols; ++j) s += x[j];
-  const T mu = s / T(cols);
+  for (int64_t j = 0; j < cols; ++j) s += x[j] - pivot;
+  const T mu = pivot + s / T(cols);
   T ss = 0;
 #pragma omp simd reduction(+ : ss)
   for (int64_t j = 0; j < cols; ++j) ss += (x[j] - mu) * (x[j] - mu);
