@@ -1,7 +1,5 @@
 #include "braid/core/tensor.h"
 
-#include <sys/mman.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
@@ -9,6 +7,7 @@
 
 #include "braid/core/creation.h"
 #include "braid/core/ops.h"
+#include "cpu_allocator.h"
 #include "cuda_runtime.h"
 #include "storage_owner.h"
 
@@ -36,10 +35,6 @@ Shape contiguous_strides(const Shape& s) {
   return st;
 }
 
-namespace {
-constexpr size_t kHugePage = size_t(2) << 20;
-}  // namespace
-
 Storage Storage::allocate(size_t nbytes, Device device, bool huge_pages) {
   if (device.is_cuda()) {
 #if BRAID_WITH_CUDA
@@ -48,22 +43,7 @@ Storage Storage::allocate(size_t nbytes, Device device, bool huge_pages) {
     BRAID_FAIL("Storage::allocate: device ", device, " is not available in this build (Braid was built without CUDA)");
 #endif
   }
-  // 64-byte aligned (a cache line, and AVX-512's vector). From 2 MiB up (or when asked), aligned to 2 MiB and
-  // marked for transparent huge pages (Debian's default THP mode is madvise): fewer page faults and TLB misses, and
-  // MPI's single-copy transfers pin a few huge pages instead of 512 small ones per 2 MiB (between two ranks here,
-  // 16-64 MiB all-reduces ran 1.15-1.6x faster and a 1 MiB one 2.3x). Smaller tensors are not rounded up by
-  // default: a 2 MiB page for every 100 KiB activation would multiply the memory a model uses.
-  size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
-  void* p;
-  if (rounded >= kHugePage || huge_pages) {
-    rounded = (rounded + kHugePage - 1) / kHugePage * kHugePage;
-    p = std::aligned_alloc(kHugePage, rounded);
-    if (p) madvise(p, rounded, MADV_HUGEPAGE);
-  } else {
-    p = std::aligned_alloc(64, rounded);
-  }
-  BRAID_CHECK(p, "Storage::allocate: out of memory allocating ", nbytes, " bytes");
-  return detail::owned_storage(p, nbytes, device, [](void* q) { std::free(q); });
+  return cpu::detail::allocate(nbytes, huge_pages);
 }
 
 Tensor make_tensor(Storage storage, Shape shape, Shape strides, int64_t offset, DType dtype) {
