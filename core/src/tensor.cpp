@@ -9,7 +9,6 @@
 #include "braid/core/ops.h"
 #include "cpu_allocator.h"
 #include "cuda_runtime.h"
-#include "storage_owner.h"
 
 namespace braid {
 

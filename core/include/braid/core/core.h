@@ -1,6 +1,7 @@
 // Everything of core/: tensors, factories, random numbers and the non-differentiable ops.
 #pragma once
 
+#include "braid/core/cpu.h"
 #include "braid/core/creation.h"
 #include "braid/core/cuda.h"
 #include "braid/core/device.h"
