@@ -1,25 +1,8 @@
 #include "braid/dist/parallel_transformer.h"
+#include "parallel_transformer_options.h"
 #include "tensor_parallel_layer.h"
 
 namespace braid::dist {
-
-namespace {
-ColumnParallelLinearOptions qkv_options(const ParallelTransformerOptions& o) {
-  return {.bias = o.bias,
-          .sequence_parallel = o.sequence_parallel,
-          .init_std = o.init_std,
-          .partition_stride = 3,
-          .device = o.device,
-          .dtype = o.dtype};
-}
-RowParallelLinearOptions out_options(const ParallelTransformerOptions& o) {
-  return {.bias = o.bias,
-          .sequence_parallel = o.sequence_parallel,
-          .init_std = o.proj_init_std,
-          .device = o.device,
-          .dtype = o.dtype};
-}
-}  // namespace
 
 ParallelCausalSelfAttentionImpl::ParallelCausalSelfAttentionImpl(int64_t c, int64_t heads, ProcessGroupPtr g,
                                                                  const ParallelTransformerOptions& o)
@@ -34,8 +17,8 @@ ParallelCausalSelfAttentionImpl::ParallelCausalSelfAttentionImpl(int64_t c, int6
   detail::check_layer_sizes(name, group, {{"embed_dim", c, false}, {"num_heads", heads, true}});
   BRAID_CHECK(c % heads == 0, name, ": embed_dim ", c, " does not divide by num_heads ", heads);
   BRAID_CHECK(o.dropout >= 0 && o.dropout <= 1, name, ": dropout must be in [0, 1], got ", o.dropout);
-  c_attn = register_module("c_attn", ColumnParallelLinear(c, 3 * c, group, qkv_options(o)));
-  c_proj = register_module("c_proj", RowParallelLinear(c, c, group, out_options(o)));
+  c_attn = register_module("c_attn", ColumnParallelLinear(c, 3 * c, group, detail::input_projection_options(o, 3)));
+  c_proj = register_module("c_proj", RowParallelLinear(c, c, group, detail::output_projection_options(o)));
 }
 
 Tensor ParallelCausalSelfAttentionImpl::forward(const Tensor& x) {

@@ -1,24 +1,8 @@
 #include "braid/dist/parallel_transformer.h"
+#include "parallel_transformer_options.h"
 #include "tensor_parallel_layer.h"
 
 namespace braid::dist {
-
-namespace {
-ColumnParallelLinearOptions up_options(const ParallelTransformerOptions& o) {
-  return {.bias = o.bias,
-          .sequence_parallel = o.sequence_parallel,
-          .init_std = o.init_std,
-          .device = o.device,
-          .dtype = o.dtype};
-}
-RowParallelLinearOptions down_options(const ParallelTransformerOptions& o) {
-  return {.bias = o.bias,
-          .sequence_parallel = o.sequence_parallel,
-          .init_std = o.proj_init_std,
-          .device = o.device,
-          .dtype = o.dtype};
-}
-}  // namespace
 
 ParallelMLPImpl::ParallelMLPImpl(int64_t c, int64_t hidden, ProcessGroupPtr g, const ParallelTransformerOptions& o)
     : nn::Module("ParallelMLP"),
@@ -30,8 +14,8 @@ ParallelMLPImpl::ParallelMLPImpl(int64_t c, int64_t hidden, ProcessGroupPtr g, c
       dropout(o.dropout) {
   detail::check_layer_sizes("ParallelMLP", group, {{"embed_dim", c, false}, {"hidden_dim", hidden, true}});
   BRAID_CHECK(o.dropout >= 0 && o.dropout <= 1, "ParallelMLP: dropout must be in [0, 1], got ", o.dropout);
-  c_fc = register_module("c_fc", ColumnParallelLinear(c, hidden, group, up_options(o)));
-  c_proj = register_module("c_proj", RowParallelLinear(hidden, c, group, down_options(o)));
+  c_fc = register_module("c_fc", ColumnParallelLinear(c, hidden, group, detail::input_projection_options(o, 1)));
+  c_proj = register_module("c_proj", RowParallelLinear(hidden, c, group, detail::output_projection_options(o)));
 }
 
 Tensor ParallelMLPImpl::forward(const Tensor& x) {
