@@ -1,4 +1,5 @@
 #include "braid/dist/parallel_transformer.h"
+#include "braid/dist/tensor_parallel_generator.h"
 #include "parallel_transformer_options.h"
 #include "tensor_parallel_layer.h"
 
@@ -30,10 +31,13 @@ Tensor ParallelCausalSelfAttentionImpl::forward(const Tensor& x) {
   auto split = [&](int64_t i) {
     return transpose(reshape(narrow(qkv, 2, i * local, local), {b, t, heads, head_dim}), 1, 2);
   };
+  // Each rank's heads are its own, so their dropout masks come from the rank's own stream; the output is whole on
+  // every rank (the same mask everywhere, the default generator) unless sequence parallelism split it.
   double p = is_training() ? dropout : 0.0;
-  Tensor y = nn::functional::scaled_dot_product_attention(split(0), split(1), split(2), true, p);
+  Generator& own = tensor_parallel_generator(group);
+  Tensor y = nn::functional::scaled_dot_product_attention(split(0), split(1), split(2), true, p, std::nullopt, &own);
   y = reshape(transpose(y, 1, 2), {b, t, local});
-  return nn::functional::dropout(c_proj(y), dropout, is_training());
+  return nn::functional::dropout(c_proj(y), dropout, is_training(), c_proj->options.sequence_parallel ? &own : nullptr);
 }
 
 }  // namespace braid::dist

@@ -1,4 +1,5 @@
 #include "braid/dist/parallel_transformer.h"
+#include "braid/dist/tensor_parallel_generator.h"
 #include "parallel_transformer_options.h"
 #include "tensor_parallel_layer.h"
 
@@ -20,7 +21,10 @@ ParallelMLPImpl::ParallelMLPImpl(int64_t c, int64_t hidden, ProcessGroupPtr g, c
 
 Tensor ParallelMLPImpl::forward(const Tensor& x) {
   Tensor y = c_proj(gelu(c_fc(x), "tanh"));
-  return nn::functional::dropout(y, dropout, is_training());
+  // Under sequence parallelism each rank holds its own slice of the sequence: its own mask (see
+  // tensor_parallel_generator.h); otherwise the output is whole on every rank and so is the mask.
+  Generator* gen = c_proj->options.sequence_parallel ? &tensor_parallel_generator(group) : nullptr;
+  return nn::functional::dropout(y, dropout, is_training(), gen);
 }
 
 }  // namespace braid::dist

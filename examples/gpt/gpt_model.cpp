@@ -84,8 +84,13 @@ Tensor GPTImpl::hidden_states(const Tensor& idx) {
   const int64_t t = idx.size(1);
   Tensor pos = arange(double(t), TensorOptions(DType::Int64, wpe->weight.device()));
   Tensor x = wte(idx) + wpe(pos);
-  if (config.sequence_parallel) x = dist::scatter_to_sequence_parallel_region(x, group, 1);
-  x = drop(x);
+  if (config.sequence_parallel) {
+    // Each rank now holds its own slice of the sequence, so it draws its own dropout mask.
+    x = dist::scatter_to_sequence_parallel_region(x, group, 1);
+    x = nn::functional::dropout(x, drop->p, is_training(), &dist::tensor_parallel_generator(group));
+  } else {
+    x = drop(x);
+  }
   for (const auto& block : *h) x = std::static_pointer_cast<BlockImpl>(block)->forward(x);
   x = ln_f(x);
   // Each rank's head sees every position; backward then sums the ranks' partial input gradients.

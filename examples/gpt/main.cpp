@@ -79,6 +79,7 @@ int train(const gpt::RunConfig& c) {
   gpt::TextCorpus corpus = gpt::load_fortunes(c.data);
   const double unigram = gpt::unigram_bits_per_byte(corpus.train, corpus.validation);
   manual_seed(c.seed);
+  dist::manual_seed_tensor_parallel(dist::world(), c.seed);
   gpt::GPT model(c.model, dist::world());
   model->to(device);
   optim::AdamW optimizer(optim::weight_decay_groups(*model, c.weight_decay),

@@ -30,6 +30,7 @@
 #include "braid/dist/row_parallel_linear.h"
 #include "braid/dist/sequence_parallel.h"
 #include "braid/dist/shard_init.h"
+#include "braid/dist/tensor_parallel_generator.h"
 #include "braid/dist/tensor_parallel_state_dict.h"
 #include "braid/dist/vocab_parallel_cross_entropy.h"
 #include "braid/dist/vocab_parallel_embedding.h"
