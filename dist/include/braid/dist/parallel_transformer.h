@@ -5,7 +5,9 @@
 // all-gather and one reduce-scatter each way, the activations between blocks being [B, T/t, C] split along T).
 // From the same generator state, with init_std 0 and dropout 0, ParallelCausalSelfAttention is the same function as
 // nn::CausalSelfAttention(C, H) and ParallelMLP as Linear(C, hidden) -> GELU(tanh) -> Linear(hidden, C), on any
-// group size. Dropout draws from the default generator, whose state stays the same on every rank.
+// group size. Dropout on what every rank holds whole draws from the default generator (the same mask everywhere); on
+// the attention probabilities of a rank's own heads, and on sequence-parallel slices, from the rank's
+// tensor_parallel_generator (tensor_parallel_generator.h).
 #pragma once
 
 #include <cstdint>
