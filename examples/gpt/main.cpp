@@ -149,7 +149,10 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {  // braid::Error, or cxxopts' for an unknown flag
       error = e.what();
     }
-    if (!run) return 0;
+    if (!run) {  // --help
+      dist::finalize();
+      return 0;
+    }
     gpt::check_ranks_agree(config, error);
     gpt::check_run_config(config);
   } catch (const Error& e) {
