@@ -1,0 +1,36 @@
+// Times a pipeline schedule from the cost of each action, without a model: each rank runs its list in order; a
+// compute action takes its cost; a send takes no time on its rank and its tensor arrives `communication` later; a
+// receive waits until then. The step time is when the last rank finishes. The bubble fraction is the share of the
+// ranks' time spent idle, 1 - (compute time summed over ranks) / (num_ranks * step time): for GPipe and 1F1B with
+// no communication cost it is (p - 1) / (M + p - 1). idle_time is the idle time per rank (step time - compute time /
+// num_ranks), the bubble measured in time: interleaving v stages per rank, each costing 1/v, divides it by v.
+#pragma once
+
+#include <vector>
+
+#include "braid/dist/pipeline_schedule.h"
+
+namespace braid::dist {
+
+// The cost of one stage on one micro-batch; a full backward (B) costs backward_input + backward_weight.
+struct StageCosts {
+  double forward = 1.0;
+  double backward_input = 1.0;
+  double backward_weight = 1.0;
+  double communication = 0.0;  // from a send to its receive being able to complete
+};
+
+struct SimulationResult {
+  double step_time = 0.0;
+  double bubble_fraction = 0.0;
+  double idle_time = 0.0;
+  std::vector<double> compute_time;                // per rank
+  std::vector<std::vector<double>> start, finish;  // per rank, per action
+};
+
+double cost_of(const Action& action, const StageCosts& costs);
+
+// Validates `schedule` first (validate() without a bound), so a bad schedule gets validate()'s message.
+SimulationResult simulate(const Schedule& schedule, const StageCosts& costs = {});
+
+}  // namespace braid::dist

@@ -1,0 +1,281 @@
+// Pipeline schedules as data, without a model or any communication (every rank runs the same checks): the text and
+// CSV forms, the provided schedules (each validates, holds its activation bound, and simulates to its bubble), and
+// the validator's rejection of broken schedules with the rank and the action named.
+#include <braid/braid.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+namespace braid {
+namespace {
+
+using dist::Action;
+using dist::ActionKind;
+using dist::Schedule;
+
+const std::vector<int> kRanks{2, 3, 4, 8};
+const std::vector<int> kMicrobatches{1, 2, 4, 8, 13};
+
+struct Generated {
+  std::string name;
+  Schedule schedule;
+};
+
+// Every provided schedule for every size of the issue (interleaved only where M is a multiple of p).
+std::vector<Generated> all_schedules() {
+  std::vector<Generated> out;
+  for (int p : kRanks) {
+    for (int m : kMicrobatches) {
+      const std::string sizes = "(p=" + std::to_string(p) + ", M=" + std::to_string(m);
+      out.push_back({"gpipe" + sizes + ")", dist::gpipe(p, m)});
+      out.push_back({"1f1b" + sizes + ")", dist::one_f_one_b(p, m)});
+      out.push_back({"zb-h1" + sizes + ")", dist::zero_bubble_h1(p, m)});
+      for (int v : {1, 2})
+        if (v == 1 || m % p == 0)
+          out.push_back({"interleaved" + sizes + ", v=" + std::to_string(v) + ")",
+                         dist::interleaved_one_f_one_b(p, v, m)});
+    }
+  }
+  return out;
+}
+
+size_t index_of(const std::vector<Action>& list, const Action& a) {
+  auto it = std::find(list.begin(), list.end(), a);
+  EXPECT_NE(it, list.end()) << a;
+  return static_cast<size_t>(it - list.begin());
+}
+
+// The message validate() throws, or "" when it accepts the schedule.
+std::string rejection(const Schedule& s, std::optional<int> bound = std::nullopt) {
+  try {
+    dist::validate(s, bound);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void expect_contains(const std::string& text, const std::string& part) {
+  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
+}
+
+TEST(PipelineSchedule, ActionTextRoundTrip) {
+  const std::vector<std::pair<Action, std::string>> cases{
+      {{ActionKind::Forward, 0, 3}, "0F3"},          {{ActionKind::BackwardInput, 1, 2}, "1I2"},
+      {{ActionKind::BackwardWeight, 1, 2}, "1W2"},   {{ActionKind::FullBackward, 12, 10}, "12B10"},
+      {{ActionKind::SendActivation, 0, 3}, "0SEND_F3"}, {{ActionKind::RecvActivation, 1, 3}, "1RECV_F3"},
+      {{ActionKind::SendGradient, 2, 0}, "2SEND_B0"}, {{ActionKind::RecvGradient, 1, 0}, "1RECV_B0"}};
+  for (const auto& [action, text] : cases) {
+    EXPECT_EQ(dist::to_string(action), text);
+    EXPECT_EQ(dist::parse_action(text), action) << text;
+  }
+  EXPECT_EQ(dist::parse_action(" 3F4 "), (Action{ActionKind::Forward, 3, 4}));
+  for (const char* bad : {"", "F3", "0X3", "0F", "0F3x", "0SEND3", "-1F2"}) {
+    try {
+      dist::parse_action(bad);
+      ADD_FAILURE() << "parse_action accepted '" << bad << "'";
+    } catch (const Error& e) {
+      expect_contains(e.what(), std::string("'") + bad + "'");
+    }
+  }
+}
+
+TEST(PipelineSchedule, CsvRoundTripIsIdentity) {
+  for (const auto& [name, schedule] : all_schedules()) {
+    const std::string csv = dist::to_csv(schedule);
+    EXPECT_EQ(dist::from_csv(csv), schedule) << name;
+    EXPECT_EQ(dist::to_csv(dist::from_csv(csv)), csv) << name;
+  }
+  const Schedule s = dist::interleaved_one_f_one_b(2, 2, 4);
+  const std::string path = testing::TempDir() + "braid_pipeline_schedule_" + std::to_string(::getpid()) + ".csv";
+  dist::write_csv(s, path);
+  EXPECT_EQ(dist::read_csv(path), s);
+  std::remove(path.c_str());
+}
+
+TEST(PipelineSchedule, CsvReadsBlankCellsAndInfersSizes) {
+  const Schedule s = dist::from_csv("0F0, ,0SEND_F0,,0RECV_B0,0B0\r\n1RECV_F0,1F0,1B0,1SEND_B0\n");
+  EXPECT_EQ(s.num_ranks, 2);
+  EXPECT_EQ(s.stages_per_rank, 1);
+  EXPECT_EQ(s.num_microbatches, 1);
+  EXPECT_EQ(s, dist::one_f_one_b(2, 1));
+}
+
+TEST(PipelineSchedule, CsvErrorNamesLineColumnAndCell) {
+  try {
+    dist::from_csv("0F0,0SEND_F0\n1RECV_F0,1G0,1B0\n");
+    ADD_FAILURE() << "from_csv accepted a bad cell";
+  } catch (const Error& e) {
+    expect_contains(e.what(), "line 2 (rank 1), column 2, cell '1G0'");
+  }
+}
+
+TEST(PipelineSchedule, InterleavedNeedsMicrobatchesMultipleOfRanks) {
+  try {
+    dist::interleaved_one_f_one_b(4, 2, 6);
+    ADD_FAILURE() << "interleaved_one_f_one_b accepted M = 6 on 4 ranks";
+  } catch (const Error& e) {
+    expect_contains(e.what(), "num_microbatches (6) must be a multiple of num_ranks (4)");
+  }
+  EXPECT_EQ(dist::interleaved_one_f_one_b(4, 1, 6), dist::one_f_one_b(4, 6));
+}
+
+TEST(PipelineSchedule, EveryProvidedScheduleValidates) {
+  for (const auto& [name, schedule] : all_schedules()) EXPECT_EQ(rejection(schedule), "") << name;
+}
+
+TEST(PipelineSchedule, ActivationBoundsHeld) {
+  for (int p : kRanks) {
+    for (int m : kMicrobatches) {
+      const auto peak = [](const Schedule& s, int bound) { return dist::validate(s, bound).peak_in_flight; };
+      EXPECT_EQ(peak(dist::gpipe(p, m), m)[0], m);
+      EXPECT_EQ(peak(dist::one_f_one_b(p, m), p)[0], std::min(p, m));
+      EXPECT_EQ(peak(dist::zero_bubble_h1(p, m), p)[0], std::min(p, m));
+      for (int r = 0; r < p; ++r) EXPECT_LE(peak(dist::one_f_one_b(p, m), p)[r], std::min(p - r, m));
+      if (m % p != 0) continue;
+      // Megatron's warm-up on the first rank: (v - 1) p + 2 (p - 1) forwards, then one more before the first B.
+      const int bound = std::min(2 * m, p + 2 * (p - 1) + 1);
+      EXPECT_EQ(peak(dist::interleaved_one_f_one_b(p, 2, m), bound)[0], bound) << p << " " << m;
+    }
+  }
+  expect_contains(rejection(dist::gpipe(4, 8), 4), "rank 0, action 8 (0F4) holds 5 activations, over the bound of 4 "
+                                                   "(the rank's peak is 8)");
+}
+
+TEST(PipelineSimulator, GPipeAndOneFOneBBubbleIsTheFormula) {
+  for (int p : kRanks) {
+    for (int m : kMicrobatches) {
+      const double formula = double(p - 1) / (m + p - 1);
+      for (const auto& costs : {dist::StageCosts{}, dist::StageCosts{1.0, 1.5, 0.5, 0.0}}) {
+        const double step = (m + p - 1) * (costs.forward + costs.backward_input + costs.backward_weight);
+        for (const Schedule& s : {dist::gpipe(p, m), dist::one_f_one_b(p, m)}) {
+          const dist::SimulationResult r = dist::simulate(s, costs);
+          EXPECT_NEAR(r.bubble_fraction, formula, 1e-9) << p << " " << m;
+          EXPECT_NEAR(r.step_time, step, 1e-9) << p << " " << m;
+        }
+      }
+    }
+  }
+}
+
+TEST(PipelineSimulator, InterleavedDividesTheBubbleByV) {
+  for (int p : kRanks) {
+    for (int m : kMicrobatches) {
+      if (m % p != 0) continue;
+      const dist::SimulationResult one = dist::simulate(dist::one_f_one_b(p, m));
+      for (int v : {1, 2}) {
+        // The same model cut v times finer: each virtual stage costs 1/v.
+        const dist::StageCosts costs{1.0 / v, 1.0 / v, 1.0 / v, 0.0};
+        const dist::SimulationResult r = dist::simulate(dist::interleaved_one_f_one_b(p, v, m), costs);
+        EXPECT_NEAR(r.idle_time, one.idle_time / v, 1e-9) << p << " " << m << " " << v;
+        EXPECT_NEAR(r.bubble_fraction, double(p - 1) / (v * m + p - 1), 1e-9) << p << " " << m << " " << v;
+      }
+    }
+  }
+}
+
+TEST(PipelineSimulator, ZeroBubbleH1BelowOneFOneB) {
+  for (int p : kRanks) {
+    for (int m : kMicrobatches) {
+      const double one = dist::simulate(dist::one_f_one_b(p, m)).bubble_fraction;
+      const double zb = dist::simulate(dist::zero_bubble_h1(p, m)).bubble_fraction;
+      EXPECT_LT(zb, one) << p << " " << m;
+    }
+  }
+  // The paper's ZB-H1 bubble with F = B = W: (p - 1)(F + B - 2W) of idle time beside 1F1B's (p - 1)(F + B + W).
+  const dist::SimulationResult zb = dist::simulate(dist::zero_bubble_h1(4, 8));
+  EXPECT_LT(zb.idle_time, dist::simulate(dist::one_f_one_b(4, 8)).idle_time / 2);
+}
+
+TEST(PipelineSimulator, CommunicationDelaysTheStep) {
+  const dist::SimulationResult r = dist::simulate(dist::one_f_one_b(2, 1), {1.0, 1.0, 1.0, 0.5});
+  // F0 on rank 0, its activation 0.5 later on rank 1, F and B there, the gradient 0.5 later back on rank 0, B.
+  EXPECT_NEAR(r.step_time, 1 + 0.5 + 3 + 0.5 + 2, 1e-12);
+}
+
+TEST(PipelineValidator, RejectsAMissingReceive) {
+  Schedule s = dist::one_f_one_b(2, 4);
+  auto& rank1 = s.actions[1];
+  rank1.erase(rank1.begin() + index_of(rank1, {ActionKind::RecvActivation, 1, 0}));
+  expect_contains(rejection(s), "rank 1, action 0 (1F0) comes before the receive of its input 1RECV_F0");
+}
+
+TEST(PipelineValidator, RejectsAReceiveWithoutSend) {
+  Schedule s = dist::one_f_one_b(2, 4);
+  auto& rank0 = s.actions[0];
+  rank0.erase(rank0.begin() + index_of(rank0, {ActionKind::SendActivation, 0, 0}));
+  expect_contains(rejection(s), "rank 1, action 0 (1RECV_F0): no matching 0SEND_F0 on rank 0");
+}
+
+TEST(PipelineValidator, RejectsABackwardBeforeItsForward) {
+  Schedule s = dist::one_f_one_b(2, 4);
+  auto& rank1 = s.actions[1];
+  const Action b0{ActionKind::FullBackward, 1, 0};
+  rank1.erase(rank1.begin() + index_of(rank1, b0));
+  rank1.insert(rank1.begin(), b0);
+  expect_contains(rejection(s), "rank 1, action 0 (1B0) comes before its forward 1F0");
+}
+
+TEST(PipelineValidator, RejectsAWeightBackwardBeforeItsInputBackward) {
+  Schedule s = dist::zero_bubble_h1(2, 4);
+  auto& rank0 = s.actions[0];
+  const Action w0{ActionKind::BackwardWeight, 0, 0};
+  rank0.erase(rank0.begin() + index_of(rank0, w0));
+  const size_t at = index_of(rank0, {ActionKind::BackwardInput, 0, 0});
+  rank0.insert(rank0.begin() + at, w0);
+  expect_contains(rejection(s), "rank 0, action " + std::to_string(at) + " (0W0) comes before its backward for the "
+                                "input 0I0");
+}
+
+TEST(PipelineValidator, RejectsADuplicatedForward) {
+  Schedule s = dist::gpipe(3, 2);
+  s.actions[2].push_back({ActionKind::Forward, 2, 1});
+  expect_contains(rejection(s), "rank 2, action " + std::to_string(s.actions[2].size() - 1) +
+                                    " (2F1): duplicate of action " +
+                                    std::to_string(index_of(s.actions[2], {ActionKind::Forward, 2, 1})));
+}
+
+TEST(PipelineValidator, RejectsAMissingBackwardAndAStageOnTheWrongRank) {
+  Schedule s = dist::one_f_one_b(2, 2);
+  s.actions[0].pop_back();
+  expect_contains(rejection(s), "rank 0 has no 0B1");
+  s = dist::one_f_one_b(2, 2);
+  s.actions[0].push_back({ActionKind::Forward, 1, 0});
+  expect_contains(rejection(s), "(1F0): stage 1 lives on rank 1");
+}
+
+TEST(PipelineValidator, ReportsADeadlockWithTheStuckRanks) {
+  // Rank 0 waits for the gradient of micro-batch 1 before sending micro-batch 1's activation, which rank 1 needs
+  // before it can compute and send that gradient.
+  Schedule s = dist::one_f_one_b(2, 2);
+  auto& rank0 = s.actions[0];
+  const Action send1{ActionKind::SendActivation, 0, 1};
+  rank0.erase(rank0.begin() + index_of(rank0, send1));
+  const size_t wait0 = index_of(rank0, {ActionKind::RecvGradient, 0, 1});
+  rank0.insert(rank0.begin() + wait0 + 1, send1);
+  const size_t wait1 = index_of(s.actions[1], {ActionKind::RecvActivation, 1, 1});
+  const std::string message = rejection(s);
+  expect_contains(message, "deadlock");
+  expect_contains(message, "rank 0, action " + std::to_string(wait0) + " (0RECV_B1) waits for 1SEND_B1");
+  expect_contains(message, "rank 1, action " + std::to_string(wait1) + " (1RECV_F1) waits for 0SEND_F1");
+}
+
+TEST(PipelineSchedule, WithCommunicationAddsWhatComputeNeeds) {
+  Schedule compute = dist::one_f_one_b(3, 4);
+  for (auto& list : compute.actions)
+    list.erase(std::remove_if(list.begin(), list.end(), [](const Action& a) { return !dist::is_compute(a.kind); }),
+               list.end());
+  EXPECT_NE(rejection(compute), "");
+  EXPECT_EQ(dist::with_communication(compute), dist::one_f_one_b(3, 4));
+  EXPECT_EQ(dist::with_communication(dist::one_f_one_b(3, 4)), dist::one_f_one_b(3, 4));
+}
+
+}  // namespace
+}  // namespace braid
