@@ -25,8 +25,7 @@ constexpr std::array<std::pair<std::string_view, ActionKind>, 8> kCodes{{
     {"B", ActionKind::FullBackward},
 }};
 
-constexpr std::string_view kGrammar =
-    "<stage><F|I|W|B|SEND_F|RECV_F|SEND_B|RECV_B><microbatch>, e.g. 0F3 or 1SEND_B2";
+constexpr std::string_view kGrammar = "<stage><F|I|W|B|SEND_F|RECV_F|SEND_B|RECV_B><microbatch>, e.g. 0F3 or 1SEND_B2";
 
 std::string_view trim(std::string_view s) {
   const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
@@ -63,11 +62,13 @@ bool is_compute(ActionKind kind) {
     case ActionKind::Forward:
     case ActionKind::BackwardInput:
     case ActionKind::BackwardWeight:
-    case ActionKind::FullBackward: return true;
+    case ActionKind::FullBackward:
+      return true;
     case ActionKind::SendActivation:
     case ActionKind::RecvActivation:
     case ActionKind::SendGradient:
-    case ActionKind::RecvGradient: return false;
+    case ActionKind::RecvGradient:
+      return false;
   }
   return false;
 }

@@ -99,7 +99,9 @@ Schedule interleaved_one_f_one_b(int num_ranks, int stages_per_rank, int num_mic
   // The k-th forward (backward) of a rank: micro-batches go p at a time through its stages, front to back (back to
   // front), so each rank holds work for the next ranks while the first micro-batches travel down the pipeline.
   const auto microbatch = [&](int k) { return (k / (p * v)) * p + k % p; };
-  const auto forward = [&](int rank, int k) { return Action{ActionKind::Forward, ((k / p) % v) * p + rank, microbatch(k)}; };
+  const auto forward = [&](int rank, int k) {
+    return Action{ActionKind::Forward, ((k / p) % v) * p + rank, microbatch(k)};
+  };
   const auto backward = [&](int rank, int k) {
     return Action{ActionKind::FullBackward, (v - 1 - (k / p) % v) * p + rank, microbatch(k)};
   };

@@ -26,21 +26,25 @@ bool is_send(ActionKind kind) { return kind == ActionKind::SendActivation || kin
 
 double cost_of(const Action& action, const StageCosts& costs) {
   switch (action.kind) {
-    case ActionKind::Forward: return costs.forward;
-    case ActionKind::BackwardInput: return costs.backward_input;
-    case ActionKind::BackwardWeight: return costs.backward_weight;
-    case ActionKind::FullBackward: return costs.backward_input + costs.backward_weight;
+    case ActionKind::Forward:
+      return costs.forward;
+    case ActionKind::BackwardInput:
+      return costs.backward_input;
+    case ActionKind::BackwardWeight:
+      return costs.backward_weight;
+    case ActionKind::FullBackward:
+      return costs.backward_input + costs.backward_weight;
     case ActionKind::SendActivation:
     case ActionKind::RecvActivation:
     case ActionKind::SendGradient:
-    case ActionKind::RecvGradient: return 0.0;
+    case ActionKind::RecvGradient:
+      return 0.0;
   }
   return 0.0;
 }
 
 SimulationResult simulate(const Schedule& schedule, const StageCosts& costs) {
-  BRAID_CHECK(costs.forward >= 0 && costs.backward_input >= 0 && costs.backward_weight >= 0 &&
-                  costs.communication >= 0,
+  BRAID_CHECK(costs.forward >= 0 && costs.backward_input >= 0 && costs.backward_weight >= 0 && costs.communication >= 0,
               "simulate: costs must be non-negative, got forward ", costs.forward, ", backward_input ",
               costs.backward_input, ", backward_weight ", costs.backward_weight, ", communication ",
               costs.communication);

@@ -34,14 +34,19 @@ bool on_other_rank(const Schedule& s, int stage, int neighbour) {
 // The send or receive that meets `a` on the neighbouring stage's rank.
 Action counterpart(const Action& a) {
   switch (a.kind) {
-    case ActionKind::SendActivation: return {ActionKind::RecvActivation, a.stage + 1, a.microbatch};
-    case ActionKind::RecvActivation: return {ActionKind::SendActivation, a.stage - 1, a.microbatch};
-    case ActionKind::SendGradient: return {ActionKind::RecvGradient, a.stage - 1, a.microbatch};
-    case ActionKind::RecvGradient: return {ActionKind::SendGradient, a.stage + 1, a.microbatch};
+    case ActionKind::SendActivation:
+      return {ActionKind::RecvActivation, a.stage + 1, a.microbatch};
+    case ActionKind::RecvActivation:
+      return {ActionKind::SendActivation, a.stage - 1, a.microbatch};
+    case ActionKind::SendGradient:
+      return {ActionKind::RecvGradient, a.stage - 1, a.microbatch};
+    case ActionKind::RecvGradient:
+      return {ActionKind::SendGradient, a.stage + 1, a.microbatch};
     case ActionKind::Forward:
     case ActionKind::BackwardInput:
     case ActionKind::BackwardWeight:
-    case ActionKind::FullBackward: break;
+    case ActionKind::FullBackward:
+      break;
   }
   BRAID_FAIL("validate: ", to_string(a), " is not a send or receive");
 }
@@ -57,8 +62,8 @@ void check_sizes(const Schedule& s) {
 }
 
 void check_placement(const Schedule& s, int rank, size_t index, const Action& a) {
-  BRAID_CHECK(a.stage >= 0 && a.stage < s.num_stages(), "validate: ", where(rank, index, a), ": stage out of range [0, ",
-              s.num_stages(), ")");
+  BRAID_CHECK(a.stage >= 0 && a.stage < s.num_stages(), "validate: ", where(rank, index, a),
+              ": stage out of range [0, ", s.num_stages(), ")");
   BRAID_CHECK(s.rank_of_stage(a.stage) == rank, "validate: ", where(rank, index, a), ": stage ", a.stage,
               " lives on rank ", s.rank_of_stage(a.stage));
   BRAID_CHECK(a.microbatch >= 0 && a.microbatch < s.num_microbatches, "validate: ", where(rank, index, a),
@@ -83,7 +88,8 @@ std::map<Key, Position> locate(const Schedule& s) {
   return found;
 }
 
-// Why `a` cannot run here (what must already have run on this rank before it), or empty when it can; `done` holds this rank's past actions.
+// Why `a` cannot run here (what must already have run on this rank before it), or empty when it can; `done` holds this
+// rank's past actions.
 std::string missing_prerequisite(const Schedule& s, const Action& a, const std::set<Key>& done) {
   const int st = a.stage, m = a.microbatch;
   const auto has = [&](ActionKind kind, int stage) { return done.count(key(kind, stage, m)) > 0; };
@@ -107,16 +113,20 @@ std::string missing_prerequisite(const Schedule& s, const Action& a, const std::
         return "comes before the backward of the stage after " + name(ActionKind::BackwardInput, st + 1, m);
       return {};
     case ActionKind::BackwardWeight:
-      if (!has(ActionKind::BackwardInput, st)) return "comes before its backward for the input " + name(ActionKind::BackwardInput, st, m);
+      if (!has(ActionKind::BackwardInput, st))
+        return "comes before its backward for the input " + name(ActionKind::BackwardInput, st, m);
       return {};
     case ActionKind::SendActivation:
-      if (!has(ActionKind::Forward, st)) return "comes before the forward that produces it " + name(ActionKind::Forward, st, m);
+      if (!has(ActionKind::Forward, st))
+        return "comes before the forward that produces it " + name(ActionKind::Forward, st, m);
       return {};
     case ActionKind::SendGradient:
-      if (!backward_done(st)) return "comes before the backward that produces it " + name(ActionKind::BackwardInput, st, m);
+      if (!backward_done(st))
+        return "comes before the backward that produces it " + name(ActionKind::BackwardInput, st, m);
       return {};
     case ActionKind::RecvActivation:
-    case ActionKind::RecvGradient: return {};
+    case ActionKind::RecvGradient:
+      return {};
   }
   return {};
 }
