@@ -131,6 +131,12 @@ TEST(PipelineSchedule, InterleavedNeedsMicrobatchesMultipleOfRanks) {
 
 TEST(PipelineSchedule, EveryProvidedScheduleValidates) {
   for (const auto& [name, schedule] : all_schedules()) EXPECT_EQ(rejection(schedule), "") << name;
+  // One rank: the stages hand over in place, with no sends or receives.
+  for (const Schedule& s : {dist::gpipe(1, 3), dist::zero_bubble_h1(1, 3), dist::interleaved_one_f_one_b(1, 3, 2)}) {
+    EXPECT_EQ(rejection(s), "");
+    for (const Action& a : s.actions[0]) EXPECT_TRUE(dist::is_compute(a.kind)) << a;
+    EXPECT_NEAR(dist::simulate(s).bubble_fraction, 0.0, 1e-12);
+  }
 }
 
 TEST(PipelineSchedule, ActivationBoundsHeld) {
