@@ -1,0 +1,180 @@
+// The pipeline executor against one process: every rank builds the same MLP, keeps its stages, and trains them
+// through a schedule on the world; after the SGD steps each stage's parameters must equal those of the unsplit
+// model trained on the full batch. Runs at any world size (one stage per rank, or two with interleaving).
+#include <braid/braid.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "braid/dist/pipeline_executor.h"
+#include "dist_test_util.h"
+
+namespace braid {
+namespace {
+
+using dist::PipelineExecutor;
+using dist::Schedule;
+
+constexpr int64_t kIn = 8, kHidden = 16, kOut = 4, kBatch = 8;
+constexpr int kLayers = 8;  // four Linear + Tanh pairs
+constexpr int kSteps = 2;
+
+nn::Sequential make_mlp() {
+  manual_seed(11);
+  nn::Sequential mlp(nn::Linear(kIn, kHidden), nn::Tanh(), nn::Linear(kHidden, kHidden), nn::Tanh(),
+                     nn::Linear(kHidden, kHidden), nn::Tanh(), nn::Linear(kHidden, kOut), nn::Tanh());
+  mlp->to(DType::Float64);
+  return mlp;
+}
+
+struct Batch {
+  Tensor x, y;
+};
+
+Batch batch(int step) {
+  manual_seed(100 + uint64_t(step));
+  TensorOptions f64(DType::Float64, Device::cpu());
+  return {randn({kBatch, kIn}, f64), randn({kBatch, kOut}, f64)};
+}
+
+Tensor mse(const Tensor& output, const Tensor& target) { return nn::mse_loss(output, target); }
+
+// Stage s of num_stages holds the layers [s * L / S, (s + 1) * L / S).
+std::vector<nn::Sequential> my_stages(const nn::Sequential& mlp, int num_stages, int rank, int world) {
+  std::vector<nn::Sequential> stages;
+  for (int s = rank; s < num_stages; s += world)
+    stages.push_back(mlp->slice(int64_t(s) * kLayers / num_stages, int64_t(s + 1) * kLayers / num_stages));
+  return stages;
+}
+
+std::map<std::string, Tensor> reference_after_training() {
+  nn::Sequential mlp = make_mlp();
+  optim::SGD optimizer(mlp->parameters(), optim::SGDOptions{.lr = 0.1});
+  for (int step = 0; step < kSteps; ++step) {
+    Batch b = batch(step);
+    optimizer.zero_grad();
+    mse(mlp->forward(b.x), b.y).backward();
+    optimizer.step();
+  }
+  std::map<std::string, Tensor> params;
+  for (auto& [name, p] : mlp->named_parameters()) params[name] = p;
+  return params;
+}
+
+void expect_close(const Tensor& got, const Tensor& want, const std::string& name) {
+  ASSERT_EQ(got.shape(), want.shape()) << name;
+  Tensor g = ops::contiguous(got), w = ops::contiguous(want);
+  for (int64_t i = 0; i < g.numel(); ++i) {
+    const double a = g.data<double>()[i], b = w.data<double>()[i];
+    ASSERT_NEAR(a, b, 1e-5 * std::abs(b) + 1e-12) << name << "[" << i << "]";
+  }
+}
+
+// Trains this rank's stages through `schedule` and compares them with the reference.
+void expect_matches_single_process(const Schedule& schedule) {
+  SCOPED_TRACE("ranks " + std::to_string(schedule.num_ranks) + ", stages per rank " +
+               std::to_string(schedule.stages_per_rank) + ", micro-batches " +
+               std::to_string(schedule.num_microbatches));
+  auto group = dist::world();
+  const int rank = group->rank(), world = group->size();
+  nn::Sequential mlp = make_mlp();
+  std::vector<nn::Sequential> stages = my_stages(mlp, schedule.num_stages(), rank, world);
+  std::vector<Tensor> params;
+  for (auto& stage : stages)
+    for (auto& p : stage->parameters()) params.push_back(p);
+  optim::SGD optimizer(params, optim::SGDOptions{.lr = 0.1});
+  PipelineExecutor executor(stages, group, schedule, mse);
+  const bool last = schedule.rank_of_stage(schedule.num_stages() - 1) == rank;
+  for (int step = 0; step < kSteps; ++step) {
+    Batch b = batch(step);
+    optimizer.zero_grad();
+    Tensor loss = executor.step(b.x, b.y);
+    EXPECT_EQ(loss.defined(), last);
+    if (last && step == 0) {
+      nn::Sequential whole = make_mlp();  // before any update the loss is the unsplit model's
+      EXPECT_NEAR(loss.item<double>(), mse(whole->forward(b.x), b.y).item<double>(), 1e-12);
+    }
+    optimizer.step();
+  }
+  EXPECT_EQ(executor.peak_in_flight(), dist::validate(schedule).peak_in_flight[size_t(rank)]);
+  auto want = reference_after_training();
+  for (auto& stage : stages)
+    for (auto& [name, p] : stage->named_parameters()) {
+      ASSERT_TRUE(want.count(name)) << name;
+      expect_close(p, want[name], name);
+    }
+}
+
+const int kMicrobatches[] = {1, 2, 4};
+
+TEST(PipelineExecutor, GPipeMatchesSingleProcess) {
+  for (int m : kMicrobatches) expect_matches_single_process(dist::gpipe(dist::world_size(), m));
+}
+
+TEST(PipelineExecutor, OneFOneBMatchesSingleProcess) {
+  for (int m : kMicrobatches) expect_matches_single_process(dist::one_f_one_b(dist::world_size(), m));
+}
+
+TEST(PipelineExecutor, ZeroBubbleH1MatchesSingleProcess) {
+  for (int m : kMicrobatches) expect_matches_single_process(dist::zero_bubble_h1(dist::world_size(), m));
+}
+
+// Two stages per rank; interleaving needs M a multiple of the rank count.
+TEST(PipelineExecutor, InterleavedMatchesSingleProcess) {
+  const int p = dist::world_size();
+  if (2 * p > kLayers) GTEST_SKIP() << "needs at most " << kLayers / 2 << " ranks";
+  int ran = 0;
+  for (int m : kMicrobatches)
+    if (m % p == 0 && kBatch % m == 0) {
+      expect_matches_single_process(dist::interleaved_one_f_one_b(p, 2, m));
+      ++ran;
+    }
+  if (ran == 0) GTEST_SKIP() << "no micro-batch count in {1, 2, 4} is a multiple of " << p;
+}
+
+TEST(PipelineExecutor, RejectsBatchNotDivisibleByMicrobatches) {
+  auto group = dist::world();
+  Schedule schedule = dist::one_f_one_b(group->size(), 3);
+  nn::Sequential mlp = make_mlp();
+  PipelineExecutor executor(my_stages(mlp, schedule.num_stages(), group->rank(), group->size()), group, schedule, mse);
+  Batch b = batch(0);  // 8 rows, on every rank
+  std::string message = dist_test::error_of([&] { executor.step(b.x, b.y); });
+  dist_test::expect_contains(message, "batch size 8");
+  dist_test::expect_contains(message, "number of micro-batches 3");
+}
+
+// Activation shapes are exchanged at the first step only, so a later batch of another size is refused on every rank
+// that is given it, before anything is sent.
+TEST(PipelineExecutor, RejectsBatchSizeChangedAfterFirstStep) {
+  auto group = dist::world();
+  Schedule schedule = dist::one_f_one_b(group->size(), 2);
+  nn::Sequential mlp = make_mlp();
+  PipelineExecutor executor(my_stages(mlp, schedule.num_stages(), group->rank(), group->size()), group, schedule, mse);
+  Batch b = batch(0);
+  executor.step(b.x, b.y);
+  Tensor half_x = ops::narrow(b.x, 0, 0, 4), half_y = ops::narrow(b.y, 0, 0, 4);
+  std::string message = dist_test::error_of([&] { executor.step(half_x, half_y); });
+  dist_test::expect_contains(message, "batch size 4 differs from the first step's 8");
+}
+
+TEST(PipelineExecutor, RejectsStageCountNotMatchingGroup) {
+  auto group = dist::world();
+  nn::Sequential mlp = make_mlp();
+  Schedule wrong_ranks = dist::gpipe(group->size() + 1, 2);
+  std::string message = dist_test::error_of(
+      [&] { PipelineExecutor(my_stages(mlp, group->size(), group->rank(), group->size()), group, wrong_ranks, mse); });
+  dist_test::expect_contains(message, "the schedule is for " + std::to_string(group->size() + 1) + " ranks");
+  dist_test::expect_contains(message, "the pipeline group has " + std::to_string(group->size()));
+
+  Schedule two_per_rank = dist::interleaved_one_f_one_b(group->size(), 2, group->size());
+  message = dist_test::error_of(
+      [&] { PipelineExecutor(my_stages(mlp, group->size(), group->rank(), group->size()), group, two_per_rank, mse); });
+  dist_test::expect_contains(message, "holds 1 stages, the schedule places 2 on each rank");
+}
+
+}  // namespace
+}  // namespace braid
