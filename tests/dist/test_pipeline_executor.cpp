@@ -109,7 +109,7 @@ void expect_matches_single_process(const Schedule& schedule) {
     }
 }
 
-const int kMicrobatches[] = {1, 2, 4};
+const int kMicrobatches[] = {1, 2, 4, 8};
 
 TEST(PipelineExecutor, GPipeMatchesSingleProcess) {
   for (int m : kMicrobatches) expect_matches_single_process(dist::gpipe(dist::world_size(), m));
@@ -133,7 +133,16 @@ TEST(PipelineExecutor, InterleavedMatchesSingleProcess) {
       expect_matches_single_process(dist::interleaved_one_f_one_b(p, 2, m));
       ++ran;
     }
-  if (ran == 0) GTEST_SKIP() << "no micro-batch count in {1, 2, 4} is a multiple of " << p;
+  if (ran == 0) GTEST_SKIP() << "no micro-batch count in {1, 2, 4, 8} is a multiple of " << p;
+}
+
+// A schedule read back from its CSV form, compute order only, with the communication added by with_communication():
+// the executor runs what a user writes.
+TEST(PipelineExecutor, RunsAScheduleWrittenAsCsv) {
+  Schedule zb = dist::zero_bubble_h1(dist::world_size(), 4);
+  for (auto& actions : zb.actions)
+    std::erase_if(actions, [](const dist::Action& a) { return !dist::is_compute(a.kind); });
+  expect_matches_single_process(dist::with_communication(dist::from_csv(dist::to_csv(zb))));
 }
 
 TEST(PipelineExecutor, RejectsBatchNotDivisibleByMicrobatches) {
