@@ -207,7 +207,9 @@ void check_forward_ran(State& st, const Action& a) {
 void full_backward(State& st, const Action& a) {
   check_forward_ran(st, a);
   Slot& slot = st.slot(a.stage, a.microbatch);
-  autograd::backward({slot.root}, {output_grad(st, a)});
+  Tensor grad = output_grad(st, a);
+  // A first stage without parameters has no graph: its input needs no gradient either.
+  if (slot.root.requires_grad()) autograd::backward({slot.root}, {grad});
   if (a.stage > 0) slot.input_grad = slot.input.grad();
   slot.root = slot.input = slot.output_grad = Tensor();
   --st.in_flight;
@@ -227,7 +229,7 @@ void backward_weight(State& st, const Action& a) {
   std::vector<Tensor> params;
   for (const Tensor& p : st.stages[size_t(st.local(a.stage))]->parameters())
     if (p.requires_grad()) params.push_back(p);
-  if (!params.empty()) {
+  if (!params.empty() && slot.root.requires_grad()) {
     auto grads = autograd::grad({slot.root}, params, {slot.output_grad}, false, true);
     for (size_t i = 0; i < params.size(); ++i)
       if (grads[i].defined()) autograd::accumulate_grad(params[i], grads[i]);

@@ -23,10 +23,17 @@ constexpr int64_t kIn = 8, kHidden = 16, kOut = 4, kBatch = 8;
 constexpr int kLayers = 8;  // four Linear + Tanh pairs
 constexpr int kSteps = 2;
 
-nn::Sequential make_mlp() {
+// With leading_tanh the model starts with a layer without parameters, which becomes a stage of its own.
+nn::Sequential make_mlp(bool leading_tanh = false) {
   manual_seed(11);
-  nn::Sequential mlp(nn::Linear(kIn, kHidden), nn::Tanh(), nn::Linear(kHidden, kHidden), nn::Tanh(),
-                     nn::Linear(kHidden, kHidden), nn::Tanh(), nn::Linear(kHidden, kOut), nn::Tanh());
+  nn::Sequential mlp;
+  if (leading_tanh) mlp->push_back(nn::Tanh());
+  for (int64_t in : {kIn, kHidden, kHidden}) {
+    mlp->push_back(nn::Linear(in, kHidden));
+    mlp->push_back(nn::Tanh());
+  }
+  mlp->push_back(nn::Linear(kHidden, kOut));
+  mlp->push_back(nn::Tanh());
   mlp->to(DType::Float64);
   return mlp;
 }
@@ -43,16 +50,24 @@ Batch batch(int step) {
 
 Tensor mse(const Tensor& output, const Tensor& target) { return nn::mse_loss(output, target); }
 
-// Stage s of num_stages holds the layers [s * L / S, (s + 1) * L / S).
-std::vector<nn::Sequential> my_stages(const nn::Sequential& mlp, int num_stages, int rank, int world) {
+// Stage s of S holds the MLP's layers [s * L / S, (s + 1) * L / S); a leading Tanh is stage 0 alone (S >= 2) and
+// the MLP is split over the other S - 1.
+int64_t stage_begin(int s, int num_stages, bool leading_tanh) {
+  if (!leading_tanh) return int64_t(s) * kLayers / num_stages;
+  return s == 0 ? 0 : 1 + int64_t(s - 1) * kLayers / (num_stages - 1);
+}
+
+std::vector<nn::Sequential> my_stages(const nn::Sequential& mlp, int num_stages, int rank, int world,
+                                      bool leading_tanh = false) {
   std::vector<nn::Sequential> stages;
   for (int s = rank; s < num_stages; s += world)
-    stages.push_back(mlp->slice(int64_t(s) * kLayers / num_stages, int64_t(s + 1) * kLayers / num_stages));
+    stages.push_back(
+        mlp->slice(stage_begin(s, num_stages, leading_tanh), stage_begin(s + 1, num_stages, leading_tanh)));
   return stages;
 }
 
-std::map<std::string, Tensor> reference_after_training() {
-  nn::Sequential mlp = make_mlp();
+std::map<std::string, Tensor> reference_after_training(bool leading_tanh) {
+  nn::Sequential mlp = make_mlp(leading_tanh);
   optim::SGD optimizer(mlp->parameters(), optim::SGDOptions{.lr = 0.1});
   for (int step = 0; step < kSteps; ++step) {
     Batch b = batch(step);
@@ -75,14 +90,14 @@ void expect_close(const Tensor& got, const Tensor& want, const std::string& name
 }
 
 // Trains this rank's stages through `schedule` and compares them with the reference.
-void expect_matches_single_process(const Schedule& schedule) {
+void expect_matches_single_process(const Schedule& schedule, bool leading_tanh = false) {
   SCOPED_TRACE("ranks " + std::to_string(schedule.num_ranks) + ", stages per rank " +
                std::to_string(schedule.stages_per_rank) + ", micro-batches " +
                std::to_string(schedule.num_microbatches));
   auto group = dist::world();
   const int rank = group->rank(), world = group->size();
-  nn::Sequential mlp = make_mlp();
-  std::vector<nn::Sequential> stages = my_stages(mlp, schedule.num_stages(), rank, world);
+  nn::Sequential mlp = make_mlp(leading_tanh);
+  std::vector<nn::Sequential> stages = my_stages(mlp, schedule.num_stages(), rank, world, leading_tanh);
   std::vector<Tensor> params;
   for (auto& stage : stages)
     for (auto& p : stage->parameters()) params.push_back(p);
@@ -95,13 +110,13 @@ void expect_matches_single_process(const Schedule& schedule) {
     Tensor loss = executor.step(b.x, b.y);
     EXPECT_EQ(loss.defined(), last);
     if (last && step == 0) {
-      nn::Sequential whole = make_mlp();  // before any update the loss is the unsplit model's
+      nn::Sequential whole = make_mlp(leading_tanh);  // before any update the loss is the unsplit model's
       EXPECT_NEAR(loss.item<double>(), mse(whole->forward(b.x), b.y).item<double>(), 1e-12);
     }
     optimizer.step();
   }
   EXPECT_EQ(executor.peak_in_flight(), dist::validate(schedule).peak_in_flight[size_t(rank)]);
-  auto want = reference_after_training();
+  auto want = reference_after_training(leading_tanh);
   for (auto& stage : stages)
     for (auto& [name, p] : stage->named_parameters()) {
       ASSERT_TRUE(want.count(name)) << name;
@@ -143,6 +158,16 @@ TEST(PipelineExecutor, RunsAScheduleWrittenAsCsv) {
   for (auto& actions : zb.actions)
     std::erase_if(actions, [](const dist::Action& a) { return !dist::is_compute(a.kind); });
   expect_matches_single_process(dist::with_communication(dist::from_csv(dist::to_csv(zb))));
+}
+
+// Stage 0 is a Tanh: its input needs no gradient and it has no parameters, so its backward has nothing to do.
+TEST(PipelineExecutor, RunsAFirstStageWithoutParameters) {
+  REQUIRE_RANKS(2);
+  const int p = dist::world_size();
+  for (int m : {1, 4}) {
+    expect_matches_single_process(dist::gpipe(p, m), true);
+    expect_matches_single_process(dist::zero_bubble_h1(p, m), true);
+  }
 }
 
 TEST(PipelineExecutor, RejectsBatchNotDivisibleByMicrobatches) {
