@@ -17,6 +17,7 @@ namespace {
 
 // The shape message: dtype, rank, then up to kMaxDims sizes.
 constexpr int64_t kMaxDims = 8;
+constexpr int64_t kMaxTag = 32767;
 
 struct ActivationMeta {
   Shape shape;
@@ -276,6 +277,11 @@ void check_setup(const std::vector<nn::Sequential>& stages, const std::shared_pt
               stages.size(), " stages, the schedule places ", schedule.stages_per_rank, " on each rank (",
               schedule.num_stages(), " stages over ", schedule.num_ranks, " ranks)");
   BRAID_CHECK(loss_fn != nullptr, "PipelineExecutor: the loss function is empty");
+  // Every message gets its own tag (State::tag); MPI guarantees tags up to kMaxTag only.
+  const int64_t max_tag = 2 * int64_t(schedule.num_stages()) * (schedule.num_microbatches + 1) - 1;
+  BRAID_CHECK(max_tag <= kMaxTag, "PipelineExecutor: ", schedule.num_stages(), " stages and ",
+              schedule.num_microbatches, " micro-batches need message tags up to ", max_tag, ", more than the ",
+              kMaxTag, " every MPI provides");
   validate(schedule);
 }
 

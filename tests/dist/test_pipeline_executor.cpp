@@ -195,6 +195,16 @@ TEST(PipelineExecutor, RejectsBatchSizeChangedAfterFirstStep) {
   dist_test::expect_contains(message, "batch size 4 differs from the first step's 8");
 }
 
+TEST(PipelineExecutor, RejectsMoreMessagesThanMpiTags) {
+  auto group = dist::world();
+  Schedule schedule = dist::gpipe(group->size(), 20000);
+  nn::Sequential mlp = make_mlp();
+  std::string message = dist_test::error_of(
+      [&] { PipelineExecutor(my_stages(mlp, group->size(), group->rank(), group->size()), group, schedule, mse); });
+  dist_test::expect_contains(message, "20000 micro-batches need message tags up to");
+  dist_test::expect_contains(message, "more than the 32767 every MPI provides");
+}
+
 TEST(PipelineExecutor, RejectsStageCountNotMatchingGroup) {
   auto group = dist::world();
   nn::Sequential mlp = make_mlp();
