@@ -17,21 +17,14 @@ namespace {
 
 using dist_test::error_of;
 using dist_test::expect_contains;
+using tp_test::case_name;
 using tp_test::CountingGroup;
 using tp_test::expect_close;
 using tp_test::expect_equal;
 using tp_test::gathered_grads;
 using tp_test::leaf;
 using tp_test::slice_of;
-
-struct TpCase {
-  int tp;
-  bool sequence_parallel;
-};
-
-std::string case_name(const testing::TestParamInfo<TpCase>& info) {
-  return "tp" + std::to_string(info.param.tp) + (info.param.sequence_parallel ? "_sp" : "");
-}
+using tp_test::TpCase;
 
 const std::vector<TpCase> kCases = {{1, false}, {1, true}, {2, false}, {2, true}, {4, false}, {4, true}};
 
@@ -70,12 +63,8 @@ TEST_P(TensorParallelMLP, MatchesUnsplitModelWithOneCollectivePerDirection) {
   sum(y * (sp ? slice_of(w, *group, 1) : w)).backward();
   std::map<std::string, int> backward = group->counts;
 
-  using Counts = std::map<std::string, int>;
-  Counts expected = tp == 1 ? Counts{}
-                    : sp    ? Counts{{"all_gather", 1}, {"reduce_scatter", 1}}
-                            : Counts{{"all_reduce", 1}};
-  EXPECT_EQ(forward, expected);
-  EXPECT_EQ(backward, expected);
+  EXPECT_EQ(forward, tp_test::expected_collectives(GetParam()));
+  EXPECT_EQ(backward, tp_test::expected_collectives(GetParam()));
 
   expect_close(y, sp ? slice_of(yr.detach(), *group, 1) : yr.detach(), "output");
   expect_close(xp.grad(), sp ? slice_of(xr.grad(), *group, 1) : xr.grad(), "input gradient");

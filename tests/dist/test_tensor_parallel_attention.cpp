@@ -17,16 +17,13 @@ namespace {
 
 using dist_test::error_of;
 using dist_test::expect_contains;
+using tp_test::case_name;
 using tp_test::CountingGroup;
 using tp_test::expect_close;
 using tp_test::gathered_grads;
 using tp_test::leaf;
 using tp_test::slice_of;
-
-struct TpCase {
-  int tp;
-  bool sequence_parallel;
-};
+using tp_test::TpCase;
 
 class TensorParallelAttention : public testing::TestWithParam<TpCase> {};
 
@@ -51,12 +48,8 @@ TEST_P(TensorParallelAttention, MatchesCausalSelfAttention) {
   std::map<std::string, int> forward = group->counts;
   group->counts.clear();
   sum(y * (sp ? slice_of(w, *group, 1) : w)).backward();
-  using Counts = std::map<std::string, int>;
-  Counts expected = tp == 1 ? Counts{}
-                    : sp    ? Counts{{"all_gather", 1}, {"reduce_scatter", 1}}
-                            : Counts{{"all_reduce", 1}};
-  EXPECT_EQ(forward, expected);
-  EXPECT_EQ(group->counts, expected);
+  EXPECT_EQ(forward, tp_test::expected_collectives(GetParam()));
+  EXPECT_EQ(group->counts, tp_test::expected_collectives(GetParam()));
 
   expect_close(y, sp ? slice_of(yr.detach(), *group, 1) : yr.detach(), "output");
   expect_close(xp.grad(), sp ? slice_of(xr.grad(), *group, 1) : xr.grad(), "input gradient");
@@ -71,9 +64,7 @@ TEST_P(TensorParallelAttention, MatchesCausalSelfAttention) {
 INSTANTIATE_TEST_SUITE_P(Sizes, TensorParallelAttention,
                          testing::Values(TpCase{1, false}, TpCase{2, false}, TpCase{2, true}, TpCase{4, false},
                                          TpCase{4, true}),
-                         [](const testing::TestParamInfo<TpCase>& info) {
-                           return "tp" + std::to_string(info.param.tp) + (info.param.sequence_parallel ? "_sp" : "");
-                         });
+                         case_name);
 
 // Heads that do not split over the group, and an embedding that does not split into the heads.
 TEST(TensorParallelAttentionErrors, HeadsThatDoNotSplitAreErrors) {

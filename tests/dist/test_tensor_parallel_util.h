@@ -153,4 +153,22 @@ inline Tensor leaf(const Tensor& value) {
   return t;
 }
 
+// A tensor-parallel size, with or without sequence parallelism, and its test name ("tp2_sp").
+struct TpCase {
+  int tp;
+  bool sequence_parallel;
+};
+
+inline std::string case_name(const testing::TestParamInfo<TpCase>& info) {
+  return "tp" + std::to_string(info.param.tp) + (info.param.sequence_parallel ? "_sp" : "");
+}
+
+// The collectives a column-then-row block issues in each direction: one all-reduce, or one all-gather and one
+// reduce-scatter with sequence parallelism; none on a group of one.
+inline std::map<std::string, int> expected_collectives(const TpCase& c) {
+  if (c.tp == 1) return {};
+  if (c.sequence_parallel) return {{"all_gather", 1}, {"reduce_scatter", 1}};
+  return {{"all_reduce", 1}};
+}
+
 }  // namespace braid::tp_test
