@@ -1,6 +1,7 @@
 #include "braid/dist/pipeline_executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <utility>
@@ -53,6 +54,7 @@ struct PipelineExecutorState {
   std::vector<Tensor> inputs, targets;
   Tensor loss;
   int in_flight = 0, peak = 0;
+  PipelineStepStats stats;
 
   int num_microbatches() const { return schedule.num_microbatches; }
   int last_stage() const { return schedule.num_stages() - 1; }
@@ -70,6 +72,19 @@ struct PipelineExecutorState {
 namespace {
 
 using State = detail::PipelineExecutorState;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Waits for a receive, counting the time blocked as wait rather than compute.
+void wait_for(State& st, WorkHandle& work) {
+  const auto start = Clock::now();
+  work->wait();
+  work.reset();
+  st.stats.wait += seconds_since(start);
+}
 
 std::string where(const Action& a) { return "PipelineExecutor: " + to_string(a); }
 
@@ -159,8 +174,7 @@ Tensor stage_input(State& st, const Action& a) {
   if (a.stage == 0) return st.inputs[size_t(a.microbatch)];
   Slot& slot = st.slot(a.stage, a.microbatch);
   if (slot.input_recv) {
-    slot.input_recv->wait();
-    slot.input_recv.reset();
+    wait_for(st, slot.input_recv);
     return slot.input.requires_grad_(true);
   }
   BRAID_CHECK(st.holds(a.stage - 1) && st.slot(a.stage - 1, a.microbatch).root.defined(), where(a),
@@ -187,8 +201,7 @@ Tensor output_grad(State& st, const Action& a) {
   if (a.stage == st.last_stage()) return Tensor();
   Slot& slot = st.slot(a.stage, a.microbatch);
   if (slot.grad_recv) {
-    slot.grad_recv->wait();
-    slot.grad_recv.reset();
+    wait_for(st, slot.grad_recv);
     return slot.output_grad;
   }
   if (!slot.output_grad.defined() && st.holds(a.stage + 1)) {
@@ -267,6 +280,12 @@ void run(State& st, const Action& a) {
   }
 }
 
+void timed_run(State& st, const Action& a) {
+  const auto start = Clock::now();
+  run(st, a);
+  if (is_compute(a.kind)) st.stats.compute += seconds_since(start);
+}
+
 void check_setup(const std::vector<nn::Sequential>& stages, const std::shared_ptr<ProcessGroup>& group,
                  const Schedule& schedule, const PipelineLossFn& loss_fn) {
   BRAID_CHECK(group != nullptr, "PipelineExecutor: the pipeline group is null");
@@ -315,15 +334,20 @@ Tensor PipelineExecutor::step(const Tensor& input, const Tensor& target) {
   st.slots.assign(st.stages.size(), std::vector<Slot>(size_t(st.num_microbatches())));
   st.loss = Tensor();
   st.in_flight = st.peak = 0;
-  for (const Action& a : st.schedule.actions[size_t(st.rank)]) run(st, a);
+  const auto step_start = Clock::now();
+  st.stats = PipelineStepStats{};
+  for (const Action& a : st.schedule.actions[size_t(st.rank)]) timed_run(st, a);
   for (auto& send : st.sends) send.first->wait();
   st.sends.clear();
   st.slots.clear();
+  st.stats.step = seconds_since(step_start);
+  st.stats.compute -= st.stats.wait;
   return st.holds(st.last_stage()) ? st.loss : Tensor();
 }
 
 const Schedule& PipelineExecutor::schedule() const { return state_->schedule; }
 const std::vector<nn::Sequential>& PipelineExecutor::stages() const { return state_->stages; }
 int PipelineExecutor::peak_in_flight() const { return state_->peak; }
+const PipelineStepStats& PipelineExecutor::last_step_stats() const { return state_->stats; }
 
 }  // namespace braid::dist

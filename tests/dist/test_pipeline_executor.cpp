@@ -115,6 +115,10 @@ void expect_matches_single_process(const Schedule& schedule, bool leading_tanh =
     }
     optimizer.step();
   }
+  const dist::PipelineStepStats& stats = executor.last_step_stats();
+  EXPECT_GT(stats.compute, 0.0);
+  EXPECT_GE(stats.wait, 0.0);
+  EXPECT_LE(stats.compute + stats.wait, stats.step);
   EXPECT_EQ(executor.peak_in_flight(), dist::validate(schedule).peak_in_flight[size_t(rank)]);
   auto want = reference_after_training(leading_tanh);
   for (auto& stage : stages)

@@ -35,6 +35,14 @@ struct PipelineExecutorState;
 // The loss of the last stage: (output of the last stage, the micro-batch's target) -> one-element tensor.
 using PipelineLossFn = std::function<Tensor(const Tensor& output, const Tensor& target)>;
 
+// Wall-clock seconds of this rank's last step(). Compute excludes the time a compute action spent waiting for its
+// received input or gradient, which is counted in wait; the rest of step is the rank's idle time between actions.
+struct PipelineStepStats {
+  double step = 0.0;
+  double compute = 0.0;
+  double wait = 0.0;
+};
+
 class PipelineExecutor {
  public:
   // Throws braid::Error when the group is null or this rank is not in it, when the schedule's rank count is not the
@@ -55,6 +63,7 @@ class PipelineExecutor {
   const std::vector<nn::Sequential>& stages() const;
   // The most micro-batches whose activations this rank held at once (F run, its I or B not yet) in the last step.
   int peak_in_flight() const;
+  const PipelineStepStats& last_step_stats() const;
 
  private:
   std::unique_ptr<detail::PipelineExecutorState> state_;
