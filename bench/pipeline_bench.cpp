@@ -164,12 +164,13 @@ double measure_p2p(const Sizes& s, int reps, const std::shared_ptr<dist::Process
 
 struct Measured {
   double step = 0, bubble = 0, wait = 0;  // medians over the steps; wait: the slowest rank's
+  std::vector<double> compute;            // per rank, median over the steps
 };
 
 Measured run_steps(dist::PipelineExecutor& exec, const Tensor& input, const Tensor& target, int warmup, int steps,
                    const std::shared_ptr<dist::ProcessGroup>& group) {
   const int p = group->size();
-  std::vector<double> step, bubble, wait;
+  std::vector<double> step, bubble, wait, compute;
   for (int k = 0; k < warmup + steps; ++k) {
     for (auto& stage : exec.stages()) stage->zero_grad();
     quiet_barrier(group);
@@ -184,8 +185,23 @@ Measured run_steps(dist::PipelineExecutor& exec, const Tensor& input, const Tens
     step.push_back(t);
     wait.push_back(mx.data<double>()[1]);
     bubble.push_back(1.0 - sum.item<double>() / (p * t));
+    compute.push_back(st.compute);
   }
-  return {median(step), median(bubble), median(wait)};
+  Tensor per_rank = zeros({p}, TensorOptions(DType::Float64));
+  per_rank.data<double>()[group->rank()] = median(compute);
+  group->all_reduce(per_rank)->wait();
+  const double* c = per_rank.data<double>();
+  return {median(step), median(bubble), median(wait), std::vector<double>(c, c + p)};
+}
+
+std::string json_ms(const std::vector<double>& seconds) {
+  std::string out = "[";
+  for (size_t i = 0; i < seconds.size(); ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%.3f", i ? ", " : "", 1e3 * seconds[i]);
+    out += buf;
+  }
+  return out + "]";
 }
 
 struct Run {
@@ -219,11 +235,11 @@ void bench_one(const Run& run, const Sizes& s, const bench::Args& args, const st
       "{\"schedule\": \"%s\", \"p\": %d, \"v\": %d, \"M\": %d, \"micro_batch\": %lld, \"width\": %lld, "
       "\"layers_per_rank\": %d, \"steps\": %d, \"f_ms\": %.4f, \"i_ms\": %.4f, \"w_ms\": %.4f, \"b_ms\": %.4f, "
       "\"p2p_ms\": %.4f, \"sim_step_ms\": %.3f, \"step_ms\": %.3f, \"ratio\": %.3f, \"sim_bubble\": %.4f, "
-      "\"bubble\": %.4f, \"wait_ms\": %.3f, \"ideal_ms\": %.3f}\n",
+      "\"bubble\": %.4f, \"wait_ms\": %.3f, \"ideal_ms\": %.3f, \"compute_ms\": %s, \"sim_compute_ms\": %s}\n",
       run.schedule.c_str(), p, run.v, run.m, (long long)s.micro_batch, (long long)s.width, s.layers, steps,
       1e3 * c.forward, 1e3 * c.backward_input, 1e3 * c.backward_weight, 1e3 * c.backward, 1e3 * c.p2p,
       1e3 * sim.step_time, 1e3 * got.step, got.step / sim.step_time, sim.bubble_fraction, got.bubble, 1e3 * got.wait,
-      1e3 * ideal);
+      1e3 * ideal, json_ms(got.compute).c_str(), json_ms(sim.compute_time).c_str());
   std::fflush(stdout);
 }
 
