@@ -27,6 +27,7 @@
 #include "braid/dist/column_parallel_linear.h"
 #include "braid/dist/parallel_regions.h"
 #include "braid/dist/parallel_transformer.h"
+#include "braid/dist/pipeline.h"
 #include "braid/dist/pipeline_executor.h"
 #include "braid/dist/pipeline_schedule.h"
 #include "braid/dist/pipeline_schedules.h"
