@@ -14,6 +14,7 @@
 #include <typeinfo>
 
 #include "braid/core/cuda.h"
+#include "braid/dist/trace.h"
 #include "process_group_impl.h"
 
 namespace braid::dist {
@@ -112,6 +113,7 @@ void finalize_at_exit() {
     rt.finalized = true;
     int down = 0;
     if (rt.owns_mpi && MPI_Finalized(&down) == MPI_SUCCESS && !down) MPI_Finalize();
+    stop_trace();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "braid::dist: finalize at exit failed on rank %d: %s\n", runtime().rank, e.what());
   }
@@ -175,6 +177,7 @@ void init(int argc, char** argv) {
   detail::g_previous_terminate = std::set_terminate(detail::on_terminate);
   rt.initialized = true;
   std::atexit(detail::finalize_at_exit);
+  if (const char* trace = std::getenv("BRAID_TRACE"); trace && *trace) start_trace(trace);
 }
 
 bool is_initialized() {
@@ -204,6 +207,7 @@ void finalize() {
     BRAID_MPI_CHECK(MPI_Finalized(&down));
     if (!down) BRAID_MPI_CHECK(MPI_Finalize());
   }
+  stop_trace();  // last: MPI is finished whether or not the file can be written
 }
 
 void abort(const std::string& message, int code) {

@@ -12,6 +12,7 @@
 #include "braid/dist/pipeline_validator.h"
 #include "braid/nn/autograd.h"
 #include "braid/nn/functional.h"
+#include "pipeline_trace.h"
 
 namespace braid::dist {
 namespace {
@@ -282,8 +283,11 @@ void run(State& st, const Action& a) {
 
 void timed_run(State& st, const Action& a) {
   const auto start = Clock::now();
+  const double waited_before = st.stats.wait;
+  detail::TracedAction traced(a);
   run(st, a);
   if (is_compute(a.kind)) st.stats.compute += seconds_since(start);
+  traced.finish(st.stats.wait - waited_before);
 }
 
 void check_setup(const std::vector<nn::Sequential>& stages, const std::shared_ptr<ProcessGroup>& group,

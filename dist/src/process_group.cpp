@@ -16,6 +16,7 @@
 #include "braid/core/cuda.h"
 #include "braid/core/ops.h"
 #include "process_group_impl.h"
+#include "traced_work.h"
 
 namespace braid::dist {
 
@@ -153,6 +154,7 @@ std::string describe_batch(const std::vector<P2POp>& ops) {
 // ---- Work ----
 
 void ThreadWork::complete(std::exception_ptr error) {
+  if (is_tracing()) completed_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count());
   {
     std::lock_guard<std::mutex> lock(mutex_);
     error_ = std::move(error);
@@ -192,6 +194,12 @@ bool ThreadWork::wait(std::chrono::milliseconds timeout) {
   }
   if (error_) std::rethrow_exception(error_);
   return true;
+}
+
+std::optional<std::chrono::steady_clock::time_point> ThreadWork::completed_at() const {
+  const int64_t stamp = completed_ns_.load();
+  if (stamp == 0) return std::nullopt;
+  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(stamp));
 }
 
 std::exception_ptr ThreadWork::exception() {
@@ -422,7 +430,7 @@ class DispatchingProcessGroup : public ProcessGroup {
     check_tensor("all_reduce", "input", tensor);
     Backend& b = route("all_reduce", tensor);
     tensor.bump_version();
-    return b.all_reduce(tensor, op);
+    return maybe_traced(b.all_reduce(tensor, op), "all_reduce", tensor_bytes(tensor));
   }
 
   WorkHandle broadcast(const Tensor& tensor, int root) override {
@@ -430,7 +438,7 @@ class DispatchingProcessGroup : public ProcessGroup {
     check_root("broadcast", "root", root, size_);
     Backend& b = route("broadcast", tensor);
     if (rank_ != root) tensor.bump_version();
-    return b.broadcast(tensor, root);
+    return maybe_traced(b.broadcast(tensor, root), "broadcast", tensor_bytes(tensor));
   }
 
   WorkHandle all_gather(const Tensor& output, const Tensor& input) override {
@@ -442,7 +450,7 @@ class DispatchingProcessGroup : public ProcessGroup {
                 "the output's own chunk, chunk ", rank_, ")");
     Backend& b = route("all_gather", input);
     bump_unless_local(output);
-    return b.all_gather(output, input);
+    return maybe_traced(b.all_gather(output, input), "all_gather", tensor_bytes(output));
   }
 
   WorkHandle reduce_scatter(const Tensor& output, const Tensor& input, ReduceOp op) override {
@@ -452,7 +460,7 @@ class DispatchingProcessGroup : public ProcessGroup {
     BRAID_CHECK(size_ == 1 || !overlaps(output, input), "reduce_scatter: the output must not overlap the input");
     Backend& b = route("reduce_scatter", input);
     bump_unless_local(output);
-    return b.reduce_scatter(output, input, op);
+    return maybe_traced(b.reduce_scatter(output, input, op), "reduce_scatter", tensor_bytes(input));
   }
 
   WorkHandle reduce(const Tensor& tensor, int dst, ReduceOp op) override {
@@ -460,7 +468,7 @@ class DispatchingProcessGroup : public ProcessGroup {
     check_root("reduce", "dst", dst, size_);
     Backend& b = route("reduce", tensor);
     if (rank_ == dst) tensor.bump_version();
-    return b.reduce(tensor, dst, op);
+    return maybe_traced(b.reduce(tensor, dst, op), "reduce", tensor_bytes(tensor));
   }
 
   WorkHandle gather(const Tensor& output, const Tensor& input, int dst) override {
@@ -473,7 +481,7 @@ class DispatchingProcessGroup : public ProcessGroup {
     }
     Backend& b = route("gather", input);
     if (root) bump_unless_local(output);
-    return b.gather(root ? output : Tensor(), input, dst);
+    return maybe_traced(b.gather(root ? output : Tensor(), input, dst), "gather", tensor_bytes(input));
   }
 
   WorkHandle scatter(const Tensor& output, const Tensor& input, int src) override {
@@ -486,7 +494,7 @@ class DispatchingProcessGroup : public ProcessGroup {
     }
     Backend& b = route("scatter", output);
     bump_unless_local(output);
-    return b.scatter(output, root ? input : Tensor(), src);
+    return maybe_traced(b.scatter(output, root ? input : Tensor(), src), "scatter", tensor_bytes(output));
   }
 
   WorkHandle all_to_all(const Tensor& output, const Tensor& input) override {
@@ -499,13 +507,14 @@ class DispatchingProcessGroup : public ProcessGroup {
                 "all_to_all: the output must not overlap the input");
     Backend& b = route("all_to_all", input);
     bump_unless_local(output);
-    return b.all_to_all(output, input);
+    return maybe_traced(b.all_to_all(output, input), "all_to_all", tensor_bytes(input));
   }
 
   WorkHandle send(const Tensor& tensor, int dst, int tag) override {
     check_tensor("send", "input", tensor);
     check_peer("send", "dst", dst, rank_, size_, tag);
-    return route("send", tensor).send(tensor, dst, tag);
+    return maybe_traced(route("send", tensor).send(tensor, dst, tag), "send", tensor_bytes(tensor), ranks_[size_t(dst)],
+                        tag);
   }
 
   WorkHandle recv(const Tensor& tensor, int src, int tag) override {
@@ -513,7 +522,7 @@ class DispatchingProcessGroup : public ProcessGroup {
     check_peer("recv", "src", src, rank_, size_, tag);
     Backend& b = route("recv", tensor);
     tensor.bump_version();
-    return b.recv(tensor, src, tag);
+    return maybe_traced(b.recv(tensor, src, tag), "recv", tensor_bytes(tensor), ranks_[size_t(src)], tag);
   }
 
   WorkHandle batch_isend_irecv(const std::vector<P2POp>& ops) override {
@@ -529,16 +538,27 @@ class DispatchingProcessGroup : public ProcessGroup {
     Backend& b = route("batch_isend_irecv", ops.front().tensor);
     for (const P2POp& op : ops)
       if (op.kind == P2POp::Kind::IRecv) op.tensor.bump_version();
-    return b.batch_isend_irecv(ops);
+    return maybe_traced(b.batch_isend_irecv(ops), "batch_isend_irecv", batch_bytes(ops), batch_peer(ops));
   }
 
   WorkHandle barrier() override {
     require_running("ProcessGroup::barrier");
-    if (!mpi_) return local_->barrier();
-    return mpi_->barrier();
+    return maybe_traced(mpi_ ? mpi_->barrier() : local_->barrier(), "barrier", 0);
   }
 
  private:
+  int64_t batch_bytes(const std::vector<P2POp>& ops) const {
+    int64_t bytes = 0;
+    for (const P2POp& op : ops) bytes += tensor_bytes(op.tensor);
+    return bytes;
+  }
+  // The global rank of the batch's one peer, or -1 when it talks to several.
+  int batch_peer(const std::vector<P2POp>& ops) const {
+    for (const P2POp& op : ops)
+      if (op.peer != ops.front().peer) return -1;
+    return ranks_[size_t(ops.front().peer)];
+  }
+
   // The single-process backend's copies bump the version themselves.
   void bump_unless_local(const Tensor& t) const {
     if (mpi_) t.bump_version();

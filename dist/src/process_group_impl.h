@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -141,6 +142,8 @@ class ThreadWork : public Work {
   std::exception_ptr exception() override;
   std::string description() const override { return label_.empty() ? describe(sig_) : label_; }
   void complete(std::exception_ptr error = nullptr);
+  // When complete() ran, stamped only while a trace is recorded (braid/dist/trace.h); empty otherwise.
+  std::optional<std::chrono::steady_clock::time_point> completed_at() const;
 
  private:
   Signature sig_;
@@ -150,6 +153,7 @@ class ThreadWork : public Work {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::atomic<bool> done_{false};
+  std::atomic<int64_t> completed_ns_{0};
   std::exception_ptr error_;
 };
 
