@@ -85,10 +85,10 @@ void Node::release() {
   saved.clear();
 }
 
-std::vector<Tensor> FunctionNode::apply(Tensor grad_output) {
+std::vector<Tensor> FunctionNode::apply(Tensor grad_output, const EdgeMask& wanted) {
   BRAID_CHECK(!released, "backward: trying to backward through the graph a second time (", name,
               "'s saved tensors were freed); pass retain_graph=true to the first backward");
-  return backward(grad_output);
+  return backward(grad_output, wanted);
 }
 
 void FunctionNode::release() {
@@ -98,7 +98,7 @@ void FunctionNode::release() {
 
 AccumulateGrad::AccumulateGrad(Tensor t) : Node("AccumulateGrad"), leaf(std::move(t)) {}
 
-std::vector<Tensor> AccumulateGrad::apply(Tensor g) {
+std::vector<Tensor> AccumulateGrad::apply(Tensor g, const EdgeMask&) {
   accumulate_grad(leaf, std::move(g));
   return {};
 }
@@ -133,6 +133,13 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
 }
 
 Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn,
+              std::initializer_list<Tensor> saved) {
+  return record(
+      name, output, inputs,
+      MaskedBackwardFn([fn = std::move(fn)](const Tensor& g, const EdgeMask&) { return fn(g); }), saved);
+}
+
+Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, MaskedBackwardFn fn,
               std::initializer_list<Tensor> saved) {
   auto node = std::make_shared<FunctionNode>(name, std::move(fn));
   node->next.reserve(inputs.size());

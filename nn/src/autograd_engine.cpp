@@ -3,17 +3,114 @@
 // them. A node runs once all the gradients flowing into it are summed, latest-recorded first among those ready. When
 // a pass fails after releasing nodes, those nodes keep its error, so a retry reports it again instead of "backward
 // through the graph a second time".
+#include "autograd_engine.h"
+
 #include <queue>
 #include <unordered_map>
 
 #include "braid/core/ops.h"
-#include "braid/nn/autograd.h"
 
 namespace braid::autograd {
 
 namespace {
-
 thread_local std::vector<std::function<void()>>* g_callbacks = nullptr;  // set while a backward runs
+}  // namespace
+
+namespace engine_detail {
+
+void check_runnable(const Node& node) {
+  if (!node.released) return;
+  if (node.failure)
+    BRAID_FAIL(*node.failure,
+               " [reported again: the backward pass that raised it had freed part of this graph; "
+               "build the graph again]");
+  BRAID_FAIL("backward: trying to backward through the graph a second time (", node.name,
+             "'s saved tensors were freed); pass retain_graph=true to the first backward");
+}
+
+Tensor captured_gradient(Node& node, const Tensor& g) {
+  if (auto* acc = dynamic_cast<AccumulateGrad*>(&node)) return run_grad_hooks(autograd_meta(acc->leaf).grad_hooks, g);
+  return g;
+}
+
+void add_to(Tensor& buffer, const Tensor& g) {
+  buffer = buffer.defined() ? ops::binary(ops::BinaryOp::Add, buffer, g) : g;
+}
+
+void check_gradients(const Node& node, const std::vector<Tensor>& grads) {
+  BRAID_CHECK(grads.empty() || grads.size() == node.next.size(), "autograd: ", node.name, " returned ", grads.size(),
+              " gradients for ", node.next.size(), " inputs");
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!node.next[i] || !grads[i].defined()) continue;
+    BRAID_CHECK(grads[i].shape() == node.input_shapes[i], "autograd: ", node.name, " returned a gradient of ",
+                "shape ", shape_str(grads[i].shape()), " for input ", i, " of shape ",
+                shape_str(node.input_shapes[i]));
+  }
+}
+
+void run_pass_guarded(const std::function<void()>& body, const std::function<void(const char* what)>& failed) {
+  BRAID_CHECK(!g_callbacks,
+              "backward: a backward pass is already running on this thread (re-entrant backward "
+              "from a hook is not supported)");
+  std::vector<std::function<void()>> callbacks;
+  g_callbacks = &callbacks;
+  struct Reset {
+    ~Reset() { g_callbacks = nullptr; }
+  } reset;
+  // Gradients are computed without recording a graph of their own (no double backward).
+  NoGradGuard no_grad;
+  try {
+    body();
+    g_callbacks = nullptr;
+    for (auto& fn : callbacks) fn();
+  } catch (const std::exception& e) {
+    failed(e.what());
+    throw;
+  } catch (...) {
+    failed("backward: a hook or backward threw a non-standard exception");
+    throw;
+  }
+}
+
+std::string describe(const Tensor& t) { return shape_str(t.shape()) + " " + std::string(dtype_name(t.dtype())); }
+
+void collect_roots(const char* op, const std::vector<Tensor>& tensors, const std::vector<Tensor>& grads,
+                   std::vector<std::shared_ptr<Node>>& roots, std::vector<Tensor>& root_grads) {
+  BRAID_CHECK(!tensors.empty(), op, ": no output tensors given");
+  BRAID_CHECK(grads.empty() || grads.size() == tensors.size(), op, ": ", grads.size(), " gradients for ",
+              tensors.size(), " outputs (give one per output, or none)");
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    BRAID_CHECK(tensors[i].defined(), op, ": output ", i, " is an undefined tensor");
+    root_grads.push_back(root_gradient(tensors[i], i < grads.size() ? grads[i] : Tensor(), op, int64_t(i)));
+    roots.push_back(gradient_edge(tensors[i]));
+  }
+}
+
+// A leaf's accumulator exists only while some graph holds it.
+std::shared_ptr<Node> existing_edge(const Tensor& t) {
+  AutogradMeta& meta = autograd_meta(t);
+  if (meta.grad_fn) return meta.grad_fn;
+  std::lock_guard<std::mutex> lock(meta.mutex);
+  return meta.grad_accumulator.lock();
+}
+
+void unalias(std::vector<Tensor>& grads) {
+  for (size_t i = 1; i < grads.size(); ++i) {
+    if (!grads[i].defined()) continue;
+    for (size_t j = 0; j < i; ++j) {
+      if (grads[j].defined() && grads[j].storage().ptr == grads[i].storage().ptr) {
+        grads[i] = ops::clone(grads[i]);
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace engine_detail
+
+namespace {
+
+using namespace engine_detail;
 
 // One node's part in a pass.
 struct NodeTask {
@@ -77,14 +174,12 @@ void discover(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots) {
   }
 }
 
-void check_runnable(const Node& node) {
-  if (!node.released) return;
-  if (node.failure)
-    BRAID_FAIL(*node.failure,
-               " [reported again: the backward pass that raised it had freed part of this graph; "
-               "build the graph again]");
-  BRAID_FAIL("backward: trying to backward through the graph a second time (", node.name,
-             "'s saved tensors were freed); pass retain_graph=true to the first backward");
+// backward() wants every input's gradient; grad() only those that lead to a captured input.
+EdgeMask wanted_edges(Pass& pass, const Node& node) {
+  if (pass.accumulate) return {};
+  std::vector<bool> wanted(node.next.size());
+  for (size_t i = 0; i < node.next.size(); ++i) wanted[i] = node.next[i] && pass.nodes[node.next[i].get()].needed;
+  return EdgeMask(std::move(wanted));
 }
 
 // Runs the hooks on the gradient flowing into `node`, captures it, and runs the node's backward when needed.
@@ -92,21 +187,18 @@ std::vector<Tensor> evaluate(Pass& pass, Node& node, NodeTask& task, Tensor g) {
   g = run_grad_hooks(node.pre_hooks, std::move(g));
   if (pass.accumulate) g = run_grad_hooks(node.retain_grad_hooks, std::move(g));
   if (!task.captures.empty()) {
-    Tensor c = g;
-    // A leaf's own gradient hooks run in AccumulateGrad, which grad() does not run.
-    if (auto* acc = dynamic_cast<AccumulateGrad*>(&node)) c = run_grad_hooks(autograd_meta(acc->leaf).grad_hooks, c);
+    Tensor c = captured_gradient(node, g);
     for (size_t i : task.captures) pass.captured[i] = c;
   }
   if (!task.runs) return {};
   check_runnable(node);
   node.saved.check(node.name);
-  std::vector<Tensor> grads = node.apply(std::move(g));
+  std::vector<Tensor> grads = node.apply(std::move(g), wanted_edges(pass, node));
   if (!pass.retain_graph) {
     node.release();
     task.released = node.released;
   }
-  BRAID_CHECK(grads.empty() || grads.size() == node.next.size(), "autograd: ", node.name, " returned ", grads.size(),
-              " gradients for ", node.next.size(), " inputs");
+  check_gradients(node, grads);
   return grads;
 }
 
@@ -116,10 +208,7 @@ void execute(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots, const 
   };
   std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, decltype(later_first)> ready(
       later_first);
-  for (size_t i = 0; i < roots.size(); ++i) {
-    NodeTask& t = pass.nodes[roots[i].get()];
-    t.buffer = t.buffer.defined() ? ops::binary(ops::BinaryOp::Add, t.buffer, root_grads[i]) : root_grads[i];
-  }
+  for (size_t i = 0; i < roots.size(); ++i) add_to(pass.nodes[roots[i].get()].buffer, root_grads[i]);
   for (const auto& root : roots) {
     NodeTask& t = pass.nodes[root.get()];
     // A root below another root waits for its gradients; pushing each root once.
@@ -140,12 +229,7 @@ void execute(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots, const 
       if (!child) continue;
       NodeTask& ct = pass.nodes[child.get()];
       if (!pass.accumulate && !ct.needed) continue;
-      if (i < grads.size() && grads[i].defined()) {
-        BRAID_CHECK(grads[i].shape() == node->input_shapes[i], "autograd: ", node->name, " returned a gradient of ",
-                    "shape ", shape_str(grads[i].shape()), " for input ", i, " of shape ",
-                    shape_str(node->input_shapes[i]));
-        ct.buffer = ct.buffer.defined() ? ops::binary(ops::BinaryOp::Add, ct.buffer, grads[i]) : grads[i];
-      }
+      if (i < grads.size() && grads[i].defined()) add_to(ct.buffer, grads[i]);
       if (--ct.deps == 0) ready.push(child);
     }
   }
@@ -160,65 +244,12 @@ void remember_failure(Pass& pass, const char* what) {
 
 // Runs one pass and then the callbacks queued during it. On failure, the nodes the pass released remember the error.
 void run_pass(Pass& pass, const std::vector<std::shared_ptr<Node>>& roots, const std::vector<Tensor>& root_grads) {
-  BRAID_CHECK(!g_callbacks,
-              "backward: a backward pass is already running on this thread (re-entrant backward "
-              "from a hook is not supported)");
-  std::vector<std::function<void()>> callbacks;
-  g_callbacks = &callbacks;
-  struct Reset {
-    ~Reset() { g_callbacks = nullptr; }
-  } reset;
-  // Gradients are computed without recording a graph of their own (no double backward).
-  NoGradGuard no_grad;
-  try {
-    discover(pass, roots);
-    execute(pass, roots, root_grads);
-    g_callbacks = nullptr;
-    for (auto& fn : callbacks) fn();
-  } catch (const std::exception& e) {
-    remember_failure(pass, e.what());
-    throw;
-  } catch (...) {
-    remember_failure(pass, "backward: a hook or backward threw a non-standard exception");
-    throw;
-  }
-}
-
-std::string describe(const Tensor& t) { return shape_str(t.shape()) + " " + std::string(dtype_name(t.dtype())); }
-
-// The roots of a pass and the gradients they start with.
-void collect_roots(const char* op, const std::vector<Tensor>& tensors, const std::vector<Tensor>& grads,
-                   std::vector<std::shared_ptr<Node>>& roots, std::vector<Tensor>& root_grads) {
-  BRAID_CHECK(!tensors.empty(), op, ": no output tensors given");
-  BRAID_CHECK(grads.empty() || grads.size() == tensors.size(), op, ": ", grads.size(), " gradients for ",
-              tensors.size(), " outputs (give one per output, or none)");
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    BRAID_CHECK(tensors[i].defined(), op, ": output ", i, " is an undefined tensor");
-    root_grads.push_back(root_gradient(tensors[i], i < grads.size() ? grads[i] : Tensor(), op, int64_t(i)));
-    roots.push_back(gradient_edge(tensors[i]));
-  }
-}
-
-// The node an input's gradient flows into, if a graph can reach it (a leaf's accumulator exists only while some
-// graph holds it).
-std::shared_ptr<Node> existing_edge(const Tensor& t) {
-  AutogradMeta& meta = autograd_meta(t);
-  if (meta.grad_fn) return meta.grad_fn;
-  std::lock_guard<std::mutex> lock(meta.mutex);
-  return meta.grad_accumulator.lock();
-}
-
-// Gradients that share memory would change together: each input gets its own.
-void unalias(std::vector<Tensor>& grads) {
-  for (size_t i = 1; i < grads.size(); ++i) {
-    if (!grads[i].defined()) continue;
-    for (size_t j = 0; j < i; ++j) {
-      if (grads[j].defined() && grads[j].storage().ptr == grads[i].storage().ptr) {
-        grads[i] = ops::clone(grads[i]);
-        break;
-      }
-    }
-  }
+  run_pass_guarded(
+      [&] {
+        discover(pass, roots);
+        execute(pass, roots, root_grads);
+      },
+      [&](const char* what) { remember_failure(pass, what); });
 }
 
 }  // namespace

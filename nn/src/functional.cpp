@@ -455,7 +455,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor out = ops::matmul(a, b);
   if (!any_requires_grad({a, b})) return out;
   return record("MatmulBackward", out, {a, b},
-                [a = a.detach(), b = b.detach(), na = a.requires_grad(), nb = b.requires_grad()](const Tensor& g) {
+                autograd::MaskedBackwardFn([a = a.detach(), b = b.detach(), a_grad = a.requires_grad(),
+                                            b_grad = b.requires_grad()](const Tensor& g,
+                                                                        const autograd::EdgeMask& wanted) {
+                  const bool na = a_grad && wanted[0], nb = b_grad && wanted[1];
                   Tensor ga, gb;
                   auto mT = [](const Tensor& x) { return x.dim() == 1 ? x : ops::transpose(x, -1, -2); };
                   if (a.dim() == 1 || b.dim() == 1) {
@@ -486,7 +489,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                     }
                   }
                   return std::vector<Tensor>{ga, gb};
-                },
+                }),
                 {a.requires_grad() ? b : Tensor(), b.requires_grad() ? a : Tensor()});
 }
 
@@ -496,8 +499,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   std::vector<Tensor> inputs{x, w};
   if (b.defined()) inputs.push_back(b);
   return record("LinearBackward", out, inputs,
-                [x = x.detach(), w = w.detach(), has_b = b.defined(), nx = x.requires_grad(),
-                 nw = w.requires_grad(), nb = b.defined() && b.requires_grad()](const Tensor& g) {
+                autograd::MaskedBackwardFn([x = x.detach(), w = w.detach(), has_b = b.defined(),
+                                            x_grad = x.requires_grad(), w_grad = w.requires_grad(),
+                                            b_grad = b.defined() && b.requires_grad()](
+                                               const Tensor& g, const autograd::EdgeMask& wanted) {
+                  const bool nx = x_grad && wanted[0], nw = w_grad && wanted[1], nb = b_grad && wanted[2];
                   int64_t in = w.shape()[1], outf = w.shape()[0];
                   Tensor g2 = ops::reshape(g, {-1, outf});
                   std::vector<Tensor> grads(has_b ? 3 : 2);
@@ -509,7 +515,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
                   }
                   if (nb) grads[2] = ops::sum(g2, {0});
                   return grads;
-                },
+                }),
                 {x.requires_grad() ? w : Tensor(), w.requires_grad() ? x : Tensor()});
 }
 
@@ -631,16 +637,22 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
   Tensor x = nx || nw ? input.detach() : Tensor(), w = nx && weight.defined() ? weight.detach() : Tensor();
   Tensor row_mean = x.defined() ? r.mean : Tensor(), row_rstd = x.defined() ? r.rstd : Tensor();
   return record("LayerNormBackward", r.output, inputs,
-                [x, w, row_mean, row_rstd, cols, nx, nw, nb, has_w = weight.defined(), has_b = bias.defined(),
-                 param_shape = normalized_shape](const Tensor& g) {
+                autograd::MaskedBackwardFn([x, w, row_mean, row_rstd, cols, nx, nw, nb, has_w = weight.defined(),
+                                            has_b = bias.defined(), param_shape = normalized_shape](
+                                               const Tensor& g, const autograd::EdgeMask& wanted) {
+                  // The weight and bias are inputs 1 and 2 when both are given, else the one given is input 1.
+                  const bool want_x = nx && wanted[0], want_w = nw && wanted[1],
+                             want_b = nb && wanted[has_w ? 2 : 1];
                   ops::LayerNormGrads d;
-                  if (x.defined()) d = ops::layer_norm_backward(g, x, cols, w, row_mean, row_rstd, nx, nw, nb);
-                  else d.bias = ops::sum(ops::reshape(g, {-1, cols}), {0});
+                  if (x.defined() && (want_x || want_w))
+                    d = ops::layer_norm_backward(g, x, cols, w, row_mean, row_rstd, want_x, want_w, want_b);
+                  else if (want_b)
+                    d.bias = ops::sum(ops::reshape(g, {-1, cols}), {0});
                   std::vector<Tensor> grads{d.input};
-                  if (has_w) grads.push_back(nw ? ops::view(d.weight, param_shape) : Tensor());
-                  if (has_b) grads.push_back(nb ? ops::view(d.bias, param_shape) : Tensor());
+                  if (has_w) grads.push_back(want_w ? ops::view(d.weight, param_shape) : Tensor());
+                  if (has_b) grads.push_back(want_b ? ops::view(d.bias, param_shape) : Tensor());
                   return grads;
-                },
+                }),
                 {x, w, row_mean, row_rstd});
 }
 

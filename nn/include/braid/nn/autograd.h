@@ -39,11 +39,26 @@ class SavedVersions {
   size_t count_ = 0;
 };
 
+// Which of a node's inputs a pass wants gradients for (PyTorch's needs_input_grad): a backward may leave the others
+// undefined and skip their work, so that a split backward does the input GEMM in one pass and the weight GEMM in the
+// other. Default-constructed, it wants every input.
+class EdgeMask {
+ public:
+  EdgeMask() = default;
+  explicit EdgeMask(std::vector<bool> wanted) : wanted_(std::move(wanted)), all_(false) {}
+  bool operator[](size_t input) const { return all_ || (input < wanted_.size() && wanted_[input]); }
+
+ private:
+  std::vector<bool> wanted_;
+  bool all_ = true;
+};
+
 struct Node {
   explicit Node(std::string name);
   virtual ~Node() = default;
-  // Gradients for each input (one per entry of `next`; undefined where no gradient flows).
-  virtual std::vector<Tensor> apply(Tensor grad_output) = 0;
+  // Gradients for each input (one per entry of `next`; undefined where no gradient flows). Those `wanted` excludes
+  // are not used: a node may skip them or compute them anyway.
+  virtual std::vector<Tensor> apply(Tensor grad_output, const EdgeMask& wanted) = 0;
   // Frees what the backward saved; a second backward through a released node is an error.
   virtual void release();
 
@@ -61,19 +76,21 @@ struct Node {
 };
 
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+// A backward that computes only the inputs' gradients the pass wants (for ops whose gradients are expensive).
+using MaskedBackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output, const EdgeMask& wanted)>;
 
 // A node whose backward is a function (most ops).
 struct FunctionNode : Node {
-  FunctionNode(std::string name, BackwardFn fn) : Node(std::move(name)), backward(std::move(fn)) {}
-  std::vector<Tensor> apply(Tensor grad_output) override;
+  FunctionNode(std::string name, MaskedBackwardFn fn) : Node(std::move(name)), backward(std::move(fn)) {}
+  std::vector<Tensor> apply(Tensor grad_output, const EdgeMask& wanted) override;
   void release() override;
-  BackwardFn backward;
+  MaskedBackwardFn backward;
 };
 
 // The node at a leaf that requires grad: sums the incoming gradient into .grad and fires the leaf's hooks.
 struct AccumulateGrad : Node {
   explicit AccumulateGrad(Tensor leaf);
-  std::vector<Tensor> apply(Tensor grad_output) override;
+  std::vector<Tensor> apply(Tensor grad_output, const EdgeMask& wanted) override;
   void release() override {}
   Tensor leaf;
 };
@@ -104,6 +121,9 @@ bool any_requires_grad(const std::vector<Tensor>& inputs);
 // so an in-place write to one of them between forward and backward is an error instead of a wrong gradient.
 Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn,
               std::initializer_list<Tensor> saved = {});
+// The same for a backward that honours the pass's EdgeMask.
+Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, MaskedBackwardFn fn,
+              std::initializer_list<Tensor> saved = {});
 
 // The node a gradient for t flows into: t's grad_fn, or for a leaf that requires grad its AccumulateGrad (made on
 // first use); null when t needs no gradient.
@@ -122,6 +142,39 @@ void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& gra
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs = {}, bool retain_graph = false,
                          bool allow_unused = false);
+
+// The weight half of a split backward, made by backward_input and run once by run() (or backward_weight): it applies
+// only the nodes whose gradients lead to the weights, for those edges only, sums into the weights' .grad (their
+// post-accumulate-grad hooks fire) and frees what is left of the graph. Copies share one state: it runs once.
+class DeferredWeightGrad {
+ public:
+  struct State;  // what backward_input kept (split_backward.cpp)
+  DeferredWeightGrad() = default;
+  explicit DeferredWeightGrad(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  void run();
+  // True between backward_input and run().
+  bool pending() const;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+struct SplitBackward {
+  std::vector<Tensor> input_grads;  // one per input, as autograd::grad gives them
+  DeferredWeightGrad weight;
+};
+
+// Backward split in two, as the zero-bubble schedules need (torch.distributed.pipelining's stage_backward_input and
+// stage_backward_weight): runs only the part of the graph from `roots` (weighted by grad_roots, as in backward) to
+// `inputs` and returns their gradients, touching no .grad; each node on the way that also leads to one of `weights`
+// (leaves that require grad) keeps its incoming gradient, and nothing else of the weights' gradients is computed
+// until the returned DeferredWeightGrad runs. Hooks on the way fire once, in this call; the input path's nodes are
+// freed here, the rest by the deferred run. `inputs` may be empty (then the deferred run is a backward to the
+// weights); a tensor cannot be both an input and a weight.
+SplitBackward backward_input(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots,
+                             const std::vector<Tensor>& inputs, const std::vector<Tensor>& weights);
+// deferred.run(): errors when it already ran or came from no backward_input.
+void backward_weight(DeferredWeightGrad& deferred);
 
 // Queues fn to run once the backward pass now running on this thread has finished (DistributedDataParallel waits
 // for its last all-reduces there, so the optimizer sees averaged gradients). Outside a backward pass it is an error.
