@@ -77,19 +77,17 @@ std::vector<Tensor> trainable(const nn::Sequential& stage) {
   return params;
 }
 
-// I then W on a fresh graph, the calls of PipelineExecutor's backward_input / backward_weight: the input's gradient
-// with the graph retained, then the parameters' gradients summed into .grad.
+// I then W on a fresh graph, as PipelineExecutor's backward_input / backward_weight run them: the engine's split
+// backward (autograd::backward_input for the input's gradient, keeping what the weights need), then its deferred
+// weight half, which sums into the parameters' .grad.
 std::pair<double, double> time_split_backward(nn::Sequential& stage, const Tensor& x, const Tensor& g) {
   Tensor input = x.detach().requires_grad_(true);
   Tensor root = stage->forward(input);
   double t0 = now_s();
-  Tensor input_grad = autograd::grad({root}, {input}, {g}, true)[0];
+  autograd::SplitBackward split = autograd::backward_input({root}, {g}, {input}, trainable(stage));
   const double i = now_s() - t0;
   t0 = now_s();
-  std::vector<Tensor> params = trainable(stage);
-  auto grads = autograd::grad({root}, params, {g}, false, true);
-  for (size_t k = 0; k < params.size(); ++k)
-    if (grads[k].defined()) autograd::accumulate_grad(params[k], grads[k]);
+  autograd::backward_weight(split.weight);
   return {i, now_s() - t0};
 }
 
