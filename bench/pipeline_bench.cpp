@@ -35,7 +35,7 @@ namespace {
 
 struct Sizes {
   int64_t width = 512;
-  int layers = 4;  // per rank, over all its virtual stages
+  int layers = 8;  // per rank, over all its virtual stages
   int64_t micro_batch = 64;
 };
 
