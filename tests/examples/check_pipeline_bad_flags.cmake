@@ -1,0 +1,34 @@
+# Each bad command line must end examples/pipeline (one process) with a non-zero exit before any training, and a
+# message on stderr that names the flag. Inputs: EXE.
+set(cases
+    "--schedule|pipedream" "--schedule: .*unknown pipeline schedule 'pipedream', expected gpipe, 1f1b, interleaved or zb"
+    "--microbatches|0" "--microbatches: expected 1 or more, got 0"
+    "--microbatches|four" "--microbatches: expected an integer, got 'four'"
+    "--batch-size|30|--microbatches|4" "--batch-size 30 does not divide into --microbatches 4"
+    "--virtual-stages|2" "--virtual-stages 2 needs --schedule interleaved"
+    "--virtual-stages=-1|--schedule|interleaved" "--virtual-stages: expected 0 or more, got -1"
+    "--epochs|0" "--epochs: expected 1 or more"
+    "--batch-size|0" "--batch-size: expected 1 or more"
+    "--lr|0" "--lr: expected a positive number, got '0'"
+    "--lr|fast" "--lr: expected a positive number, got 'fast'"
+    "--optimizer|rmsprop" "--optimizer: expected sgd or adam, got 'rmsprop'"
+    "--limit=-5" "--limit: expected 0 or more, got -5"
+    "--seed|x" "--seed: expected an integer"
+    "--data-dir|/no/such/fashion" "--data-dir: .*/no/such/fashion"
+    "--no-such-flag" "no-such-flag")
+list(LENGTH cases n)
+math(EXPR last "${n} - 1")
+foreach(i RANGE 0 ${last} 2)
+  list(GET cases ${i} words)
+  math(EXPR j "${i} + 1")
+  list(GET cases ${j} expect)
+  string(REPLACE "|" ";" argv "${words}")
+  execute_process(COMMAND "${EXE}" --limit 256 ${argv} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+  if(rc EQUAL 0 OR out MATCHES "Epoch [0-9]" OR NOT err MATCHES "${expect}")
+    message(FATAL_ERROR "pipeline ${argv}: expected a non-zero exit before training and a message matching "
+                        "'${expect}', got exit ${rc}:\nstdout: ${out}\nstderr: ${err}")
+  endif()
+  string(STRIP "${err}" err)
+  string(REGEX REPLACE "\n.*" "" first_line "${err}")
+  message(STATUS "pipeline ${argv} -> ${first_line}")
+endforeach()
