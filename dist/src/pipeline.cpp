@@ -1,5 +1,6 @@
 #include "braid/dist/pipeline.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -18,8 +19,7 @@ void check_group(const std::shared_ptr<ProcessGroup>& group) {
 std::vector<nn::Sequential> split_for(const nn::Sequential& model, const std::shared_ptr<ProcessGroup>& group,
                                       const PipelineOptions& options) {
   check_group(group);
-  BRAID_CHECK(options.virtual_stages >= 1, "Pipeline: virtual_stages must be at least 1, got ",
-              options.virtual_stages);
+  BRAID_CHECK(options.virtual_stages >= 1, "Pipeline: virtual_stages must be at least 1, got ", options.virtual_stages);
   return split_by_parameter_count(model, group->size() * options.virtual_stages);
 }
 
@@ -31,8 +31,7 @@ std::vector<nn::Sequential> own_stages(const std::vector<nn::Sequential>& stages
 }
 
 Schedule schedule_for(size_t num_stages, int p, const PipelineOptions& options) {
-  BRAID_CHECK(options.virtual_stages >= 1, "Pipeline: virtual_stages must be at least 1, got ",
-              options.virtual_stages);
+  BRAID_CHECK(options.virtual_stages >= 1, "Pipeline: virtual_stages must be at least 1, got ", options.virtual_stages);
   BRAID_CHECK(num_stages == size_t(p) * size_t(options.virtual_stages), "Pipeline: the model has ", num_stages,
               " stages, a pipeline group of ", p, " ranks with ", options.virtual_stages,
               " virtual stages per rank needs ", p * options.virtual_stages);
@@ -52,8 +51,8 @@ Pipeline::Pipeline(std::vector<nn::Sequential> stages, std::shared_ptr<ProcessGr
   check_group(group);
   const int p = group->size(), rank = group->rank();
   Schedule schedule = schedule_for(stages.size(), p, options);
-  executor_ = std::make_unique<PipelineExecutor>(own_stages(stages, rank, p), group, std::move(schedule),
-                                                 std::move(loss_fn));
+  executor_ =
+      std::make_unique<PipelineExecutor>(own_stages(stages, rank, p), group, std::move(schedule), std::move(loss_fn));
   group_ = std::move(group);
 }
 
@@ -63,36 +62,41 @@ Pipeline::Pipeline(const nn::Sequential& model, std::shared_ptr<ProcessGroup> gr
 
 Pipeline::~Pipeline() = default;
 
-// Every rank sees every rank's batch sizes, so a problem with any of them is the same error everywhere.
-void Pipeline::check_step_inputs(const Tensor& input, const Tensor& target) {
-  const int p = group_->size(), m = schedule().num_microbatches, last = schedule().rank_of_stage(schedule().num_stages() - 1);
+// Every rank's [input, target] batch sizes (batch_of), gathered on every rank.
+std::vector<int64_t> Pipeline::gather_batch_sizes(const Tensor& input, const Tensor& target) {
   Tensor mine = from_vector(std::vector<int64_t>{batch_of(input), batch_of(target)}, {2});
   Tensor all = mine;
-  if (p > 1) {
-    all = zeros({2 * int64_t(p)}, TensorOptions(DType::Int64, Device::cpu()));
+  if (group_->size() > 1) {
+    all = zeros({2 * int64_t(group_->size())}, TensorOptions(DType::Int64, Device::cpu()));
     group_->all_gather(all, mine)->wait();
   }
   const int64_t* n = all.data<int64_t>();
-  const bool first = first_batch_.empty();
-  if (first) first_batch_.assign(size_t(p), -1);
+  return std::vector<int64_t>(n, n + all.numel());
+}
+
+// Every rank sees every rank's batch sizes, so a problem with any of them is the same error everywhere.
+void Pipeline::check_step_inputs(const Tensor& input, const Tensor& target) {
+  const std::vector<int64_t> n = gather_batch_sizes(input, target);
+  const int p = group_->size(), m = schedule().num_microbatches;
+  const int last = schedule().rank_of_stage(schedule().num_stages() - 1);
+  if (first_batch_.empty()) first_batch_.assign(size_t(p), -1);
   for (int r = 0; r < p; ++r) {
-    const int64_t in = n[2 * r], tgt = n[2 * r + 1];
+    const int64_t in = n[size_t(2 * r)], tgt = n[size_t(2 * r + 1)];
     BRAID_CHECK(in != -2 && tgt != -2, "Pipeline::step: rank ", r, "'s ", in == -2 ? "input" : "target",
                 " has no batch dimension");
     BRAID_CHECK(r != 0 || in >= 0, "Pipeline::step: rank 0 holds stage 0 and was given no input");
     BRAID_CHECK(r != last || tgt >= 0, "Pipeline::step: rank ", r, " holds the last stage and was given no target");
     BRAID_CHECK(in < 0 || tgt < 0 || in == tgt, "Pipeline::step: rank ", r, "'s input has batch size ", in,
                 " and its target ", tgt, ", expected the same");
-    const int64_t b = in >= 0 ? in : tgt;
-    if (b < 0) continue;
-    BRAID_CHECK(b % m == 0, "Pipeline::step: rank ", r, "'s batch size ", b,
+    const int64_t b = in >= 0 ? in : tgt, want = first_batch_[size_t(r)];
+    BRAID_CHECK(b < 0 || b % m == 0, "Pipeline::step: rank ", r, "'s batch size ", b,
                 " is not divisible by the number of micro-batches ", m);
-    int64_t& want = first_batch_[size_t(r)];
-    BRAID_CHECK(want < 0 || b == want, "Pipeline::step: rank ", r, "'s batch size ", b, " differs from the first ",
-                "step's ", want, " (activation shapes are exchanged once; use forward() for other sizes)");
+    BRAID_CHECK(b < 0 || want < 0 || b == want, "Pipeline::step: rank ", r, "'s batch size ", b,
+                " differs from the first step's ", want,
+                " (activation shapes are exchanged once; use forward() for other sizes)");
   }
   for (int r = 0; r < p; ++r)
-    if (first_batch_[size_t(r)] < 0) first_batch_[size_t(r)] = n[2 * r] >= 0 ? n[2 * r] : n[2 * r + 1];
+    if (first_batch_[size_t(r)] < 0) first_batch_[size_t(r)] = std::max(n[size_t(2 * r)], n[size_t(2 * r + 1)]);
 }
 
 Tensor Pipeline::step(const Tensor& input, const Tensor& target) {

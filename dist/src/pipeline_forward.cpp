@@ -91,9 +91,8 @@ Tensor forward_through_stages(const std::vector<nn::Sequential>& stages, Process
   int failed_stage = -1;
   std::string error;
   for (int s = rank; s < num_stages; s += p) {
-    StageResult in = s == 0 ? StageResult{input, true}
-                     : (s - 1) % p == rank ? carried
-                                           : recv_boundary(group, (s - 1) % p);
+    StageResult in = s == 0 ? StageResult{input, true} : carried;
+    if (s > 0 && (s - 1) % p != rank) in = recv_boundary(group, (s - 1) % p);
     const bool sends_on = s + 1 < num_stages && (s + 1) % p != rank;
     StageResult out{Tensor(), false};
     if (in.ok) {

@@ -29,8 +29,7 @@ ScheduleKind parse_schedule_kind(std::string_view name) {
 
 Schedule make_schedule(ScheduleKind kind, int num_ranks, int stages_per_rank, int num_microbatches) {
   BRAID_CHECK(stages_per_rank == 1 || kind == ScheduleKind::Interleaved, "make_schedule: ", stages_per_rank,
-              " virtual stages per rank need the interleaved schedule; ", to_string(kind),
-              " runs one stage per rank");
+              " virtual stages per rank need the interleaved schedule; ", to_string(kind), " runs one stage per rank");
   switch (kind) {
     case ScheduleKind::GPipe:
       return gpipe(num_ranks, num_microbatches);

@@ -54,7 +54,8 @@ std::vector<nn::Sequential> split_by_parameter_count(const nn::Sequential& model
               " modules into ", num_stages, " stages (every stage needs at least one module)");
   std::vector<size_t> cuts = least_squares_cuts(parameter_counts(model), size_t(num_stages));
   std::vector<nn::Sequential> stages;
-  for (size_t k = 0; k < size_t(num_stages); ++k) stages.push_back(model->slice(int64_t(cuts[k]), int64_t(cuts[k + 1])));
+  for (size_t k = 0; k < size_t(num_stages); ++k)
+    stages.push_back(model->slice(int64_t(cuts[k]), int64_t(cuts[k + 1])));
   return stages;
 }
 

@@ -102,9 +102,8 @@ dist::PipelineOptions read_pipeline_options(const cxxopts::ParseResult& args, in
   options.virtual_stages = int(int_flag(args, "virtual-stages", 0));
   if (options.virtual_stages == 0) options.virtual_stages = interleaved ? 2 : 1;
   if (options.virtual_stages > 1 && !interleaved)
-    throw UsageError("--virtual-stages " + std::to_string(options.virtual_stages) +
-                     " needs --schedule interleaved; " + args["schedule"].as<std::string>() +
-                     " runs one stage per rank");
+    throw UsageError("--virtual-stages " + std::to_string(options.virtual_stages) + " needs --schedule interleaved; " +
+                     args["schedule"].as<std::string>() + " runs one stage per rank");
   if (interleaved && options.virtual_stages > 1 && options.microbatches % ranks != 0)
     throw UsageError("--microbatches " + std::to_string(options.microbatches) +
                      " must be a multiple of the number of ranks (" + std::to_string(ranks) +
@@ -179,18 +178,19 @@ void train(const Config& c) {
                       [](const Tensor& logits, const Tensor& labels) { return nn::cross_entropy(logits, labels); });
   auto optimizer = make_optimizer(c, pipe.parameters());
   // Every step's batch must have the size the first had (the pipeline exchanges activation shapes once).
-  data::DataLoader loader(train_set, {.batch_size = c.batch_size, .shuffle = true, .seed = c.seed, .drop_last = true,
-                                      .num_workers = 1});
+  data::DataLoader loader(
+      train_set, {.batch_size = c.batch_size, .shuffle = true, .seed = c.seed, .drop_last = true, .num_workers = 1});
   BRAID_CHECK(loader.size() > 0, "--batch-size ", c.batch_size, " is more than the ", train_set->size(),
               " training images");
   optim::CosineAnnealingLR lr_schedule(*optimizer, int64_t(c.epochs) * loader.size());
   const bool reports = pipe.holds_last_stage();
   if (reports)
-    std::printf("Fashion-MNIST: %lld training and %lld test images; %d ranks, schedule %s, %d stages, M = %d, %d "
-                "threads per rank\n",
-                (long long)train_set->size(), (long long)test_set->size(), world->size(),
-                dist::to_string(c.pipeline.schedule).c_str(), pipe.schedule().num_stages(), c.pipeline.microbatches,
-                get_num_threads());
+    std::printf(
+        "Fashion-MNIST: %lld training and %lld test images; %d ranks, schedule %s, %d stages, M = %d, %d "
+        "threads per rank\n",
+        (long long)train_set->size(), (long long)test_set->size(), world->size(),
+        dist::to_string(c.pipeline.schedule).c_str(), pipe.schedule().num_stages(), c.pipeline.microbatches,
+        get_num_threads());
   for (int epoch = 1; epoch <= c.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     double loss_sum = 0;
@@ -205,8 +205,7 @@ void train(const Config& c) {
     const double acc = accuracy(pipe, *test_set);
     if (reports) {
       std::printf("Epoch %d: train loss %.4f, test accuracy %.2f%%, %.1f s (%.0f samples/s)\n", epoch,
-                  loss_sum / double(loader.size()), 100 * acc, secs,
-                  double(loader.size() * c.batch_size) / secs);
+                  loss_sum / double(loader.size()), 100 * acc, secs, double(loader.size() * c.batch_size) / secs);
       std::fflush(stdout);
     }
   }

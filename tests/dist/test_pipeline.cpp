@@ -169,7 +169,8 @@ TEST(Pipeline, StageListTrainsLikeSingleProcessInterleaved) {
   const int p = dist::world_size(), rank = dist::rank();
   nn::Sequential mlp = make_mlp();
   std::vector<nn::Sequential> stages;
-  for (int s = 0; s < 2 * p; ++s) stages.push_back(mlp->slice(2 * kPairs * s / (2 * p), 2 * kPairs * (s + 1) / (2 * p)));
+  for (int s = 0; s < 2 * p; ++s)
+    stages.push_back(mlp->slice(2 * kPairs * s / (2 * p), 2 * kPairs * (s + 1) / (2 * p)));
   Pipeline pipe(stages, dist::world(), {.schedule = ScheduleKind::Interleaved, .microbatches = p, .virtual_stages = 2},
                 mse);
   ASSERT_EQ(pipe.stages().size(), 2u);
@@ -240,10 +241,9 @@ TEST(Pipeline, MissingInputOrChangedBatchFailsOnEveryRank) {
   pipe.step(b.x, b.y);
   Batch other = batch(1, 12);
   // (As one process, rank 0 passes both; its target then has the new size too.)
-  expect_contains(error_of([&] {
-                    pipe.step(rank == 0 ? other.x : Tensor(), rank == p - 1 ? (p == 1 ? other.y : b.y) : Tensor());
-                  }),
-                  "Pipeline::step: rank 0's batch size 12 differs from the first step's 24");
+  expect_contains(
+      error_of([&] { pipe.step(rank == 0 ? other.x : Tensor(), rank == p - 1 ? (p == 1 ? other.y : b.y) : Tensor()); }),
+      "Pipeline::step: rank 0's batch size 12 differs from the first step's 24");
   if (p > 1)
     expect_contains(error_of([&] { pipe.step(b.x, rank == p - 1 ? Tensor() : b.y); }),
                     "Pipeline::step: rank " + std::to_string(p - 1) + " holds the last stage and was given no target");

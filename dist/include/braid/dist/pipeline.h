@@ -84,6 +84,7 @@ class Pipeline {
   bool holds_last_stage() const;
 
  private:
+  std::vector<int64_t> gather_batch_sizes(const Tensor& input, const Tensor& target);
   void check_step_inputs(const Tensor& input, const Tensor& target);
 
   std::shared_ptr<ProcessGroup> group_;
