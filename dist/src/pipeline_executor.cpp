@@ -34,6 +34,8 @@ struct Slot {
   Tensor input_grad;
   WorkHandle input_recv;
   WorkHandle grad_recv;
+  autograd::DeferredWeightGrad weight_grad;  // what I left for W (none when the stage has no graph)
+  bool awaiting_weight = false;              // between I and W
 };
 
 enum class Direction { Activation = 0, Gradient = 1 };
@@ -233,23 +235,29 @@ void full_backward(State& st, const Action& a) {
 void backward_input(State& st, const Action& a) {
   check_forward_ran(st, a);
   Slot& slot = st.slot(a.stage, a.microbatch);
-  slot.output_grad = output_grad(st, a);
-  if (a.stage > 0) slot.input_grad = autograd::grad({slot.root}, {slot.input}, {slot.output_grad}, true)[0];
+  Tensor grad = output_grad(st, a);
+  // Only the input path runs now; the nodes that also lead to a weight keep their gradient, and W applies just
+  // those, so W repeats none of I's work.
+  if (slot.root.requires_grad()) {
+    std::vector<Tensor> inputs, weights;
+    if (a.stage > 0) inputs.push_back(slot.input);
+    for (const Tensor& p : st.stages[size_t(st.local(a.stage))]->parameters())
+      if (p.requires_grad()) weights.push_back(p);
+    autograd::SplitBackward split = autograd::backward_input({slot.root}, {grad}, inputs, weights);
+    if (a.stage > 0) slot.input_grad = split.input_grads[0];
+    slot.weight_grad = std::move(split.weight);
+  }
+  slot.root = slot.input = slot.output_grad = Tensor();
+  slot.awaiting_weight = true;
   --st.in_flight;
 }
 
 void backward_weight(State& st, const Action& a) {
-  check_forward_ran(st, a);
   Slot& slot = st.slot(a.stage, a.microbatch);
-  std::vector<Tensor> params;
-  for (const Tensor& p : st.stages[size_t(st.local(a.stage))]->parameters())
-    if (p.requires_grad()) params.push_back(p);
-  if (!params.empty() && slot.root.requires_grad()) {
-    auto grads = autograd::grad({slot.root}, params, {slot.output_grad}, false, true);
-    for (size_t i = 0; i < params.size(); ++i)
-      if (grads[i].defined()) autograd::accumulate_grad(params[i], grads[i]);
-  }
-  slot.root = slot.input = slot.output_grad = Tensor();
+  BRAID_CHECK(slot.awaiting_weight, where(a), ": the stage's backward for the input (I) has not run");
+  slot.awaiting_weight = false;
+  if (slot.weight_grad.pending()) slot.weight_grad.run();
+  slot.weight_grad = autograd::DeferredWeightGrad();
 }
 
 void run(State& st, const Action& a) {
