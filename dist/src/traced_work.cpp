@@ -20,12 +20,11 @@ class TracedWork : public Work {
     args_.tag = tag;
   }
 
-  // The event is recorded once the handle is let go: by then the operation has usually completed.
+  // An operation nobody saw complete is recorded when its handle is let go.
   ~TracedWork() override {
     try {
       if (!seen_done_ && inner_->is_completed()) seen_done_ = Clock::now();
-      trace::EventArgs args = args_;
-      trace::record(op_, trace::Lane::Communication, issued_, completion(), std::move(args));
+      record_once();
     } catch (...) {
       // A destructor must not throw, and a lost event is only a gap in the picture.
     }
@@ -66,8 +65,18 @@ class TracedWork : public Work {
   std::string description() const override { return inner_->description(); }
 
  private:
+  // Recorded as soon as it is seen complete, so that a handle kept past stop_trace() (DDP keeps its buckets' until
+  // the next step) still makes its event.
   void note_done() {
     if (!seen_done_) seen_done_ = Clock::now();
+    record_once();
+  }
+
+  void record_once() {
+    if (recorded_) return;
+    recorded_ = true;
+    trace::EventArgs args = args_;
+    trace::record(op_, trace::Lane::Communication, issued_, completion(), std::move(args));
   }
 
   trace::EventArgs wait_args() const {
@@ -89,6 +98,7 @@ class TracedWork : public Work {
   std::string op_;
   Clock::time_point issued_;
   std::optional<Clock::time_point> seen_done_;
+  bool recorded_ = false;
   trace::EventArgs args_;
 };
 

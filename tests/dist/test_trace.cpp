@@ -34,7 +34,12 @@ json traced(const std::string& name, Fn&& body) {
   const std::string base = testing::TempDir() + "braid_trace_" + name + "_" + std::to_string(::getpid()) + ".json";
   dist::start_trace(base);
   EXPECT_TRUE(dist::is_tracing());
-  body();
+  try {
+    body();
+  } catch (...) {
+    dist::stop_trace();  // the next test starts its own
+    throw;
+  }
   dist::stop_trace();
   EXPECT_FALSE(dist::is_tracing());
   const std::string file = dist::trace_path(base, dist::rank());
@@ -215,8 +220,8 @@ TEST(Trace, TensorParallelLayersEmitTheirAllReduces) {
   REQUIRE_RANKS(2);
   json doc = traced("tp", [] {
     manual_seed(3);
-    dist::ColumnParallelLinear col(6, 8, dist::world());
-    dist::RowParallelLinear row(8, 4, dist::world());
+    dist::ColumnParallelLinear col(6, 12, dist::world());  // 12 features split over 2, 3 or 4 ranks
+    dist::RowParallelLinear row(12, 4, dist::world());
     Tensor x = randn({5, 6}).requires_grad_(true);
     sum(row(col(x))).backward();
   });
