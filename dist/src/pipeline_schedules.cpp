@@ -1,10 +1,15 @@
 #include "braid/dist/pipeline_schedules.h"
 
 #include <algorithm>
+#include <map>
+#include <utility>
+#include <vector>
+#include <cstddef>
 #include <set>
 #include <tuple>
 
 #include "braid/core/error.h"
+#include "braid/dist/pipeline_simulator.h"
 
 namespace braid::dist {
 namespace {
@@ -40,6 +45,64 @@ std::vector<Action> one_f_one_b_order(int rank, int num_ranks, int num_microbatc
 bool crosses_ranks(const Schedule& schedule, int from_stage, int to_stage) {
   return to_stage >= 0 && to_stage < schedule.num_stages() &&
          schedule.rank_of_stage(from_stage) != schedule.rank_of_stage(to_stage);
+}
+
+// A message's place in time: when its send is issued, then which message (the same on both of its ranks).
+using MessageTime = std::tuple<double, int, int, int>;  // (time, kind of the send, sending stage, micro-batch)
+
+MessageTime message_time(const Action& a, double time) {
+  if (a.kind == ActionKind::RecvActivation) return {time, int(ActionKind::SendActivation), a.stage - 1, a.microbatch};
+  if (a.kind == ActionKind::RecvGradient) return {time, int(ActionKind::SendGradient), a.stage + 1, a.microbatch};
+  return {time, int(a.kind), a.stage, a.microbatch};
+}
+
+// Without tags (NCCL) a pair's messages match in order and a rank's batches of sends and receives run one after
+// another, so every rank must meet its messages in one global order. Times the schedule (simulate(), unit costs),
+// then posts each receive where its rank stands when the send is issued (before the first compute starting at or
+// after that time) and orders each run of sends and receives by the time of their messages. The compute order and
+// the sends stay; receives do not block, so the step takes as long as before.
+Schedule receives_in_message_order(const Schedule& schedule) {
+  const SimulationResult timing = simulate(schedule);
+  std::map<std::tuple<int, int, int>, double> sent_at;  // (kind, stage, micro-batch) of each send
+  for (size_t rank = 0; rank < schedule.actions.size(); ++rank)
+    for (size_t i = 0; i < schedule.actions[rank].size(); ++i) {
+      const Action& a = schedule.actions[rank][i];
+      if (a.kind == ActionKind::SendActivation || a.kind == ActionKind::SendGradient)
+        sent_at[{int(a.kind), a.stage, a.microbatch}] = timing.finish[rank][i];
+    }
+  Schedule out = schedule;
+  for (size_t rank = 0; rank < schedule.actions.size(); ++rank) {
+    const auto& list = schedule.actions[rank];
+    std::vector<size_t> computes;  // their indices in the list
+    for (size_t i = 0; i < list.size(); ++i)
+      if (is_compute(list[i].kind)) computes.push_back(i);
+    // [k]: the sends and receives posted before the k-th compute (k = computes.size(): after the last), with times.
+    std::vector<std::vector<std::pair<MessageTime, Action>>> before(computes.size() + 1);
+    for (size_t i = 0; i < list.size(); ++i) {
+      const Action& a = list[i];
+      if (is_compute(a.kind)) continue;
+      if (a.kind == ActionKind::SendActivation || a.kind == ActionKind::SendGradient) {
+        const size_t next = size_t(std::find_if(computes.begin(), computes.end(), [&](size_t c) { return c > i; }) -
+                                   computes.begin());
+        before[next].push_back({message_time(a, timing.finish[rank][i]), a});
+        continue;
+      }
+      const MessageTime t = message_time(a, 0.0);
+      const double time = sent_at.at({std::get<1>(t), std::get<2>(t), std::get<3>(t)});
+      size_t next = 0;
+      while (next < computes.size() && computes[next] < i && timing.start[rank][computes[next]] < time) ++next;
+      before[next].push_back({message_time(a, time), a});
+    }
+    std::vector<Action>& placed = out.actions[rank];
+    placed.clear();
+    for (size_t k = 0; k <= computes.size(); ++k) {
+      std::stable_sort(before[k].begin(), before[k].end(),
+                       [](const auto& x, const auto& y) { return x.first < y.first; });
+      for (const auto& entry : before[k]) placed.push_back(entry.second);
+      if (k < computes.size()) placed.push_back(list[computes[k]]);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -115,7 +178,7 @@ Schedule interleaved_one_f_one_b(int num_ranks, int stages_per_rank, int num_mic
     }
     for (int k = total - warmup; k < total; ++k) list.push_back(backward(rank, k));
   }
-  return with_communication(schedule);
+  return receives_in_message_order(with_communication(schedule));
 }
 
 Schedule zero_bubble_h1(int num_ranks, int num_microbatches) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "braid/core/error.h"
@@ -21,6 +22,12 @@ Key sender(const Action& receive) {
 
 bool is_receive(ActionKind kind) { return kind == ActionKind::RecvActivation || kind == ActionKind::RecvGradient; }
 bool is_send(ActionKind kind) { return kind == ActionKind::SendActivation || kind == ActionKind::SendGradient; }
+
+// The receive a compute action would read from (posted on its rank, if the stage before or after is elsewhere).
+Action receive_read_by(const Action& a) {
+  const bool forward = a.kind == ActionKind::Forward;
+  return {forward ? ActionKind::RecvActivation : ActionKind::RecvGradient, a.stage, a.microbatch};
+}
 
 }  // namespace
 
@@ -57,6 +64,7 @@ SimulationResult simulate(const Schedule& schedule, const StageCosts& costs) {
   std::vector<size_t> next(p, 0);
   std::vector<double> clock(p, 0.0);
   std::map<Key, double> arrival;  // of each send issued so far
+  std::set<Key> posted;           // the receives posted so far
   for (bool progress = true; progress;) {
     progress = false;
     for (int rank = 0; rank < p; ++rank) {
@@ -64,11 +72,14 @@ SimulationResult simulate(const Schedule& schedule, const StageCosts& costs) {
       for (; next[rank] < list.size(); ++next[rank], progress = true) {
         const Action& a = list[next[rank]];
         double begin = clock[rank];
-        if (is_receive(a.kind)) {
-          auto it = arrival.find(sender(a));
+        const Action read = receive_read_by(a);
+        if (is_compute(a.kind) && a.kind != ActionKind::BackwardWeight &&
+            posted.count({read.kind, read.stage, read.microbatch})) {
+          auto it = arrival.find(sender(read));
           if (it == arrival.end()) break;
           begin = std::max(begin, it->second);
         }
+        if (is_receive(a.kind)) posted.insert({a.kind, a.stage, a.microbatch});
         clock[rank] = begin + cost_of(a, costs);
         result.compute_time[rank] += cost_of(a, costs);
         if (is_send(a.kind)) arrival[{a.kind, a.stage, a.microbatch}] = clock[rank] + costs.communication;

@@ -5,6 +5,8 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "braid/core/error.h"
 
@@ -178,17 +180,36 @@ void check_matched(const Schedule& s, const std::map<Key, Position>& found) {
   }
 }
 
-// Runs the lists in order (sends never block, a receive waits for its send) and reports the ranks left waiting.
+// The receive a compute action reads from, if it comes from another rank.
+std::optional<Key> received_input(const Schedule& s, const Action& a) {
+  if (a.kind == ActionKind::Forward && on_other_rank(s, a.stage, a.stage - 1))
+    return key(ActionKind::RecvActivation, a.stage, a.microbatch);
+  if ((a.kind == ActionKind::BackwardInput || a.kind == ActionKind::FullBackward) &&
+      on_other_rank(s, a.stage, a.stage + 1))
+    return key(ActionKind::RecvGradient, a.stage, a.microbatch);
+  return std::nullopt;
+}
+
+Action action_of(const Key& k) { return {std::get<0>(k), std::get<1>(k), std::get<2>(k)}; }
+
+// Runs the lists in order (sends and receives are posted without blocking; a compute waits until the send of what it
+// receives has been issued) and reports the ranks left waiting.
 void check_no_deadlock(const Schedule& s, const std::map<Key, Position>& found) {
   std::vector<size_t> next(s.num_ranks, 0);
   const auto issued = [&](const Position& p) { return next[p.rank] > p.index; };
+  // The send that the compute `a` waits for, when it reads a receive.
+  const auto awaited = [&](const Action& a) -> std::optional<Action> {
+    const auto input = received_input(s, a);
+    if (!input) return std::nullopt;
+    return counterpart(action_of(*input));
+  };
   for (bool progress = true; progress;) {
     progress = false;
     for (int rank = 0; rank < s.num_ranks; ++rank) {
       const auto& list = s.actions[rank];
       while (next[rank] < list.size()) {
-        const Action& a = list[next[rank]];
-        if (is_receive(a.kind) && !issued(found.at(key(counterpart(a))))) break;
+        const auto send = awaited(list[next[rank]]);
+        if (send && !issued(found.at(key(*send)))) break;
         ++next[rank];
         progress = true;
       }
@@ -198,16 +219,154 @@ void check_no_deadlock(const Schedule& s, const std::map<Key, Position>& found) 
   for (int rank = 0; rank < s.num_ranks; ++rank) {
     if (next[rank] == s.actions[rank].size()) continue;
     const Action& a = s.actions[rank][next[rank]];
-    const Position send = found.at(key(counterpart(a)));
-    stuck += "; " + where(rank, next[rank], a) + " waits for " + to_string(counterpart(a)) + " (rank " +
-             std::to_string(send.rank) + ", action " + std::to_string(send.index) + ")";
+    const Action send = *awaited(a);
+    const Position at = found.at(key(send));
+    stuck += "; " + where(rank, next[rank], a) + " waits for " + to_string(send) + " (rank " +
+             std::to_string(at.rank) + ", action " + std::to_string(at.index) + ")";
   }
   BRAID_CHECK(stuck.empty(), "validate: deadlock", stuck);
 }
 
+// ---- in-order transport (no tags) ----
+
+// The rank a send goes to or a receive comes from.
+int peer_of(const Schedule& s, const Action& a) { return s.rank_of_stage(counterpart(a).stage); }
+
+// Between each ordered pair of ranks, the k-th send must meet the k-th receive: nothing else tells messages apart.
+void check_pair_order(const Schedule& s) {
+  // [sender][receiver]: the sends in the sender's order, and the receives in the receiver's order (with positions).
+  std::map<std::pair<int, int>, std::vector<std::pair<Action, size_t>>> sends, receives;
+  for (int rank = 0; rank < s.num_ranks; ++rank) {
+    for (size_t i = 0; i < s.actions[rank].size(); ++i) {
+      const Action& a = s.actions[rank][i];
+      if (is_compute(a.kind)) continue;
+      if (is_receive(a.kind))
+        receives[{peer_of(s, a), rank}].push_back({a, i});
+      else
+        sends[{rank, peer_of(s, a)}].push_back({a, i});
+    }
+  }
+  for (const auto& [pair, out] : sends) {
+    const auto& in = receives[pair];
+    for (size_t k = 0; k < out.size() && k < in.size(); ++k) {
+      const Action& want = counterpart(out[k].first);
+      if (in[k].first == want) continue;
+      BRAID_FAIL("validate: in-order transport: ", where(pair.second, in[k].second, in[k].first), " is rank ",
+                 pair.second, "'s receive number ", k, " from rank ", pair.first, ", but rank ", pair.first,
+                 "'s send number ", k, " to it is ", where(pair.first, out[k].second, out[k].first),
+                 " (without tags the k-th send meets the k-th receive)");
+    }
+  }
+}
+
+// Each maximal run of consecutive sends and receives on a rank is one batch: a batch starts once the rank's earlier
+// batches have completed (one stream), and completes once every partner operation's batch has started.
+struct Batches {
+  std::vector<std::vector<std::pair<size_t, size_t>>> ranges;  // [rank][batch]: [begin, end) of its actions
+  std::vector<std::vector<int>> batch_of;                     // [rank][action]: its batch, -1 for compute
+};
+
+Batches split_batches(const Schedule& s) {
+  Batches b;
+  b.ranges.resize(size_t(s.num_ranks));
+  b.batch_of.resize(size_t(s.num_ranks));
+  for (int rank = 0; rank < s.num_ranks; ++rank) {
+    const auto& list = s.actions[rank];
+    b.batch_of[rank].assign(list.size(), -1);
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (is_compute(list[i].kind)) continue;
+      if (i == 0 || is_compute(list[i - 1].kind)) b.ranges[rank].push_back({i, i});
+      b.ranges[rank].back().second = i + 1;
+      b.batch_of[rank][i] = int(b.ranges[rank].size()) - 1;
+    }
+  }
+  return b;
+}
+
+struct InOrderRun {
+  const Schedule& s;
+  const std::map<Key, Position>& found;
+  Batches b;
+  std::vector<size_t> next;     // [rank]: the next action its thread runs
+  std::vector<int> posted;      // [rank]: batches posted
+  std::vector<int> completed;   // [rank]: batches completed (a prefix)
+
+  bool started(int rank, int batch) const { return posted[rank] > batch && completed[rank] >= batch; }
+
+  // The first operation of `rank`'s batch whose partner operation has not started (its index and the partner's
+  // position), or none.
+  std::optional<std::pair<size_t, Position>> blocking_partner(int rank, int batch) const {
+    const auto [begin, end] = b.ranges[rank][size_t(batch)];
+    for (size_t i = begin; i < end; ++i) {
+      const Position p = found.at(key(counterpart(s.actions[rank][i])));
+      if (!started(p.rank, b.batch_of[p.rank][p.index])) return std::pair{i, p};
+    }
+    return std::nullopt;
+  }
+
+  // Runs the rank's thread as far as it goes: posting never blocks, a compute waits for the batch it reads from.
+  bool advance(int rank) {
+    const auto& list = s.actions[rank];
+    bool moved = false;
+    while (next[rank] < list.size()) {
+      const Action& a = list[next[rank]];
+      if (!is_compute(a.kind)) {
+        const int batch = b.batch_of[rank][next[rank]];
+        posted[rank] = batch + 1;
+        next[rank] = b.ranges[rank][size_t(batch)].second;
+      } else {
+        const auto input = received_input(s, a);
+        if (input && completed[rank] <= b.batch_of[rank][found.at(*input).index]) break;
+        ++next[rank];
+      }
+      moved = true;
+    }
+    return moved;
+  }
+
+  bool complete(int rank) {
+    bool moved = false;
+    while (completed[rank] < posted[rank] && !blocking_partner(rank, completed[rank])) {
+      ++completed[rank];
+      moved = true;
+    }
+    return moved;
+  }
+
+  std::string stuck(int rank) const {
+    const auto& list = s.actions[rank];
+    if (completed[rank] < posted[rank]) {
+      const auto [at, p] = *blocking_partner(rank, completed[rank]);
+      return "; " + where(rank, at, list[at]) + " cannot complete: its partner " +
+             where(p.rank, p.index, s.actions[p.rank][p.index]) + " is not posted or waits behind an earlier " +
+             "send/receive of rank " + std::to_string(p.rank);
+    }
+    if (next[rank] < list.size()) {
+      const Position p = found.at(*received_input(s, list[next[rank]]));
+      return "; " + where(rank, next[rank], list[next[rank]]) + " waits for " +
+             where(p.rank, p.index, s.actions[p.rank][p.index]) + " to complete";
+    }
+    return {};
+  }
+};
+
+void check_no_deadlock_in_order(const Schedule& s, const std::map<Key, Position>& found) {
+  InOrderRun run{s, found, split_batches(s), std::vector<size_t>(size_t(s.num_ranks), 0),
+                 std::vector<int>(size_t(s.num_ranks), 0), std::vector<int>(size_t(s.num_ranks), 0)};
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int rank = 0; rank < s.num_ranks; ++rank) progress |= run.advance(rank);
+    for (int rank = 0; rank < s.num_ranks; ++rank) progress |= run.complete(rank);
+  }
+  std::string stuck;
+  for (int rank = 0; rank < s.num_ranks; ++rank) stuck += run.stuck(rank);
+  BRAID_CHECK(stuck.empty(), "validate: deadlock with in-order transport (each run of sends and receives one batch)",
+              stuck);
+}
+
 }  // namespace
 
-ValidationReport validate(const Schedule& schedule, std::optional<int> max_in_flight) {
+ValidationReport validate(const Schedule& schedule, std::optional<int> max_in_flight, P2POrdering ordering) {
   check_sizes(schedule);
   const std::map<Key, Position> found = locate(schedule);
   ValidationReport report;
@@ -216,6 +375,14 @@ ValidationReport validate(const Schedule& schedule, std::optional<int> max_in_fl
   check_complete(schedule, found);
   check_matched(schedule, found);
   check_no_deadlock(schedule, found);
+  switch (ordering) {
+    case P2POrdering::Tagged:
+      break;
+    case P2POrdering::InOrder:
+      check_pair_order(schedule);
+      check_no_deadlock_in_order(schedule, found);
+      break;
+  }
   return report;
 }
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <utility>
@@ -52,9 +53,10 @@ size_t index_of(const std::vector<Action>& list, const Action& a) {
 }
 
 // The message validate() throws, or "" when it accepts the schedule.
-std::string rejection(const Schedule& s, std::optional<int> bound = std::nullopt) {
+std::string rejection(const Schedule& s, std::optional<int> bound = std::nullopt,
+                      dist::P2POrdering ordering = dist::P2POrdering::Tagged) {
   try {
-    dist::validate(s, bound);
+    dist::validate(s, bound, ordering);
   } catch (const Error& e) {
     return e.what();
   }
@@ -264,19 +266,80 @@ TEST(PipelineValidator, RejectsAMissingBackwardAndAStageOnTheWrongRank) {
 }
 
 TEST(PipelineValidator, ReportsADeadlockWithTheStuckRanks) {
-  // Rank 0 waits for the gradient of micro-batch 1 before sending micro-batch 1's activation, which rank 1 needs
-  // before it can compute and send that gradient.
+  // Rank 0 sends micro-batch 1's activation only after its backward, which needs the gradient rank 1 computes from
+  // that activation. Receives do not block: each rank waits at the compute that reads one.
   Schedule s = dist::one_f_one_b(2, 2);
   auto& rank0 = s.actions[0];
   const Action send1{ActionKind::SendActivation, 0, 1};
   rank0.erase(rank0.begin() + index_of(rank0, send1));
-  const size_t wait0 = index_of(rank0, {ActionKind::RecvGradient, 0, 1});
+  const size_t wait0 = index_of(rank0, {ActionKind::FullBackward, 0, 1});
   rank0.insert(rank0.begin() + wait0 + 1, send1);
-  const size_t wait1 = index_of(s.actions[1], {ActionKind::RecvActivation, 1, 1});
+  const size_t wait1 = index_of(s.actions[1], {ActionKind::Forward, 1, 1});
   const std::string message = rejection(s);
   expect_contains(message, "deadlock");
-  expect_contains(message, "rank 0, action " + std::to_string(wait0) + " (0RECV_B1) waits for 1SEND_B1");
-  expect_contains(message, "rank 1, action " + std::to_string(wait1) + " (1RECV_F1) waits for 0SEND_F1");
+  expect_contains(message, "rank 0, action " + std::to_string(wait0) + " (0B1) waits for 1SEND_B1");
+  expect_contains(message, "rank 1, action " + std::to_string(wait1) + " (1F1) waits for 0SEND_F1");
+}
+
+// A receive posted early is no deadlock: only the compute that reads it waits for its send.
+TEST(PipelineValidator, AcceptsAReceivePostedBeforeItsSend) {
+  Schedule s = dist::one_f_one_b(2, 2);
+  auto& rank0 = s.actions[0];
+  const Action recv1{ActionKind::RecvGradient, 0, 1};
+  rank0.erase(rank0.begin() + index_of(rank0, recv1));
+  rank0.insert(rank0.begin(), recv1);
+  EXPECT_EQ(rejection(s), "");
+}
+
+// Without tags (NCCL) every provided schedule still runs: each pair's messages come in one order on both sides, and
+// posting each run of sends and receives as one batch cannot deadlock.
+TEST(PipelineValidator, EveryProvidedSchedulePassesInOrder) {
+  for (const auto& [name, schedule] : all_schedules())
+    EXPECT_EQ(rejection(schedule, std::nullopt, dist::P2POrdering::InOrder), "") << name;
+}
+
+// Rank 1 posts the receive of micro-batch 1 before that of micro-batch 0, which rank 0 sends first: fine with
+// tags, a mismatch in order.
+TEST(PipelineValidator, InOrderRejectsReceivesInAnotherOrderThanTheSends) {
+  Schedule s = dist::gpipe(2, 2);
+  auto& rank1 = s.actions[1];
+  const Action recv1{ActionKind::RecvActivation, 1, 1};
+  rank1.erase(rank1.begin() + index_of(rank1, recv1));
+  rank1.insert(rank1.begin(), recv1);
+  EXPECT_EQ(rejection(s), "");
+  expect_contains(rejection(s, std::nullopt, dist::P2POrdering::InOrder),
+                  "rank 1, action 0 (1RECV_F1) is rank 1's receive number 0 from rank 0, but rank 0's send number 0 "
+                  "to it is rank 0, action 1 (0SEND_F0)");
+}
+
+// Interleaved on 3 ranks (stages 0..5, rank r holds r and r + 3). Rank 0 posts micro-batch 1's activation for rank 1
+// (0SEND_F1) in a batch before stage 3's gradient for rank 2 (3SEND_B0); rank 1 posts its receive of micro-batch 1
+// (1RECV_F1) after the gradient 1RECV_B0, which rank 2 sends only once it has 3SEND_B0. With tags nothing waits;
+// in order, 0SEND_F1 holds 3SEND_B0 back on rank 0's stream until rank 1's 1RECV_F1 starts, which rank 1's stream
+// holds behind 1RECV_B0: a cycle. Every pair's messages still come in one order on both sides.
+TEST(PipelineValidator, InOrderRejectsAReceivePostedBeforeASendItsPartnerNeedsFirst) {
+  Schedule s;
+  s.num_ranks = 3;
+  s.stages_per_rank = 2;
+  s.num_microbatches = 2;
+  const auto parse = [](std::initializer_list<const char*> cells) {
+    std::vector<Action> list;
+    for (const char* c : cells) list.push_back(dist::parse_action(c));
+    return list;
+  };
+  s.actions = {
+      parse({"0F0", "0SEND_F0", "3RECV_F0", "3F0", "3SEND_F0", "0F1", "0SEND_F1", "3RECV_B0", "3B0", "3SEND_B0",
+             "0RECV_B0", "0B0", "3RECV_F1", "3F1", "3SEND_F1", "3RECV_B1", "3B1", "3SEND_B1", "0RECV_B1", "0B1"}),
+      parse({"1RECV_F0", "1F0", "1SEND_F0", "4RECV_F0", "4F0", "4SEND_F0", "4RECV_B0", "4B0", "4SEND_B0", "1RECV_B0",
+             "1B0", "1SEND_B0", "1RECV_F1", "1F1", "1SEND_F1", "4RECV_F1", "4F1", "4SEND_F1", "4RECV_B1", "4B1",
+             "4SEND_B1", "1RECV_B1", "1B1", "1SEND_B1"}),
+      parse({"2RECV_F0", "2F0", "2SEND_F0", "5RECV_F0", "5F0", "5B0", "5SEND_B0", "2RECV_B0", "2B0", "2SEND_B0",
+             "2RECV_F1", "2F1", "2SEND_F1", "5RECV_F1", "5F1", "5B1", "5SEND_B1", "2RECV_B1", "2B1", "2SEND_B1"}),
+  };
+  EXPECT_EQ(rejection(s), "");
+  const std::string message = rejection(s, std::nullopt, dist::P2POrdering::InOrder);
+  expect_contains(message, "deadlock with in-order transport");
+  expect_contains(message, "rank 0, action 6 (0SEND_F1) cannot complete: its partner rank 1, action 12 (1RECV_F1)");
 }
 
 TEST(PipelineSchedule, WithCommunicationAddsWhatComputeNeeds) {

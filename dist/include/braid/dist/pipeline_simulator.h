@@ -1,6 +1,6 @@
 // Times a pipeline schedule from the cost of each action, without a model: each rank runs its list in order; a
 // compute action takes its cost; a send takes no time on its rank and its tensor arrives `communication` later; a
-// receive waits until then. The step time is when the last rank finishes. The bubble fraction is the share of the
+// receive is posted at once, and the compute that reads it waits until the tensor has arrived. The step time is when the last rank finishes. The bubble fraction is the share of the
 // ranks' time spent idle, 1 - (compute time summed over ranks) / (num_ranks * step time): for GPipe and 1F1B with
 // no communication cost it is (p - 1) / (M + p - 1). idle_time is the idle time per rank (step time - compute time /
 // num_ranks), the bubble measured in time: interleaving v stages per rank, each costing 1/v, divides it by v.
