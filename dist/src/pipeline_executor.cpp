@@ -12,18 +12,20 @@
 #include "braid/dist/pipeline_validator.h"
 #include "braid/nn/autograd.h"
 #include "braid/nn/functional.h"
+#include "pipeline_first_step.h"
 #include "pipeline_trace.h"
 
 namespace braid::dist {
 namespace {
 
-// The shape message: dtype, rank, then up to kMaxDims sizes.
-constexpr int64_t kMaxDims = 8;
 constexpr int64_t kMaxTag = 32767;
 
-struct ActivationMeta {
-  Shape shape;
-  DType dtype = DType::Float32;
+using ActivationMeta = detail::BoundaryMeta;
+
+// The sends and receives of one run of consecutive communication actions, posted as one batch (no tags).
+struct PendingBatch {
+  std::vector<P2POp> ops;
+  std::vector<WorkHandle*> receivers;  // where each receive's Work goes
 };
 
 // What one stage keeps for one micro-batch between its actions.
@@ -49,7 +51,13 @@ struct PipelineExecutorState {
   std::shared_ptr<ProcessGroup> group;
   Schedule schedule;
   PipelineLossFn loss_fn;
+  PipelineExecutorOptions options;
   int rank = 0;
+  bool checked = false;                // the first step's check pass has passed
+  bool in_order = false;               // no tags: runs of sends and receives go out as one batch
+  Device transport = Device::cpu();    // where tensors cross ranks
+  std::vector<Device> stage_device;    // [local stage]
+  PendingBatch batch;
   int64_t batch_size = -1;
   std::vector<std::optional<ActivationMeta>> boundary;  // [s]: what stage s sends to stage s + 1
   std::vector<std::vector<Slot>> slots;                 // [local stage][micro-batch]
@@ -64,7 +72,8 @@ struct PipelineExecutorState {
   bool holds(int stage) const { return stage >= 0 && stage <= last_stage() && schedule.rank_of_stage(stage) == rank; }
   int local(int stage) const { return stage / schedule.num_ranks; }
   Slot& slot(int stage, int microbatch) { return slots[size_t(local(stage))][size_t(microbatch)]; }
-  // Distinct per direction, sending stage and micro-batch; micro-batch M is the shape message.
+  Device device(int stage) const { return stage_device[size_t(local(stage))]; }
+  // Distinct per direction, sending stage and micro-batch; micro-batch M is the first step's check pass.
   int tag(Direction d, int sender_stage, int microbatch) const {
     return (int(d) * schedule.num_stages() + sender_stage) * (num_microbatches() + 1) + microbatch;
   }
@@ -106,69 +115,69 @@ std::vector<Tensor> split_batch(State& st, const Tensor& t, const char* what) {
   return parts;
 }
 
-void send_tensor(State& st, Tensor t, int dst, int tag) { st.sends.emplace_back(st.group->send(t, dst, tag), t); }
-
-Tensor shape_message(const ActivationMeta& meta) {
-  std::vector<int64_t> v(size_t(2 + kMaxDims), 0);
-  v[0] = int64_t(meta.dtype);
-  v[1] = int64_t(meta.shape.size());
-  std::copy(meta.shape.begin(), meta.shape.end(), v.begin() + 2);
-  return from_vector(v, {2 + kMaxDims});
+// Over a tagged transport each send and receive is posted at once; without tags they wait for flush_batch().
+void post_send(State& st, const Tensor& t, int dst, int tag) {
+  Tensor on_wire = ops::contiguous(ops::to_device(t, st.transport));
+  if (st.in_order) {
+    st.batch.ops.push_back(P2POp::isend(on_wire, dst, 0));
+    return;
+  }
+  st.sends.emplace_back(st.group->send(on_wire, dst, tag), on_wire);
 }
 
-ActivationMeta receive_meta(State& st, const Action& a) {
-  Tensor msg = zeros({2 + kMaxDims}, TensorOptions(DType::Int64, Device::cpu()));
-  st.group
-      ->recv(msg, st.schedule.rank_of_stage(a.stage - 1),
-             st.tag(Direction::Activation, a.stage - 1, st.num_microbatches()))
-      ->wait();
-  const int64_t* v = msg.data<int64_t>();
-  BRAID_CHECK(v[0] >= 0 && v[0] <= int64_t(DType::Int64) && v[1] >= 0 && v[1] <= kMaxDims, where(a),
-              ": received a malformed activation shape message");
-  return {Shape(v + 2, v + 2 + v[1]), DType(v[0])};
+void post_recv(State& st, const Tensor& buffer, int src, int tag, WorkHandle& work) {
+  if (st.in_order) {
+    st.batch.ops.push_back(P2POp::irecv(buffer, src, 0));
+    st.batch.receivers.push_back(&work);
+    return;
+  }
+  work = st.group->recv(buffer, src, tag);
+}
+
+void flush_batch(State& st) {
+  if (st.batch.ops.empty()) return;
+  WorkHandle work = st.group->batch_isend_irecv(st.batch.ops);
+  for (WorkHandle* receiver : st.batch.receivers) *receiver = work;
+  for (const P2POp& op : st.batch.ops)
+    if (op.kind == P2POp::Kind::ISend) st.sends.emplace_back(work, op.tensor);
+  st.batch = PendingBatch{};
 }
 
 void send_activation(State& st, const Action& a) {
   Slot& slot = st.slot(a.stage, a.microbatch);
   BRAID_CHECK(slot.root.defined(), where(a), ": the stage's forward has not run");
-  Tensor out = ops::contiguous(slot.root.detach());
-  const int dst = st.schedule.rank_of_stage(a.stage + 1);
-  auto& meta = st.boundary[size_t(a.stage)];
-  if (!meta) {
-    meta = ActivationMeta{out.shape(), out.dtype()};
-    BRAID_CHECK(out.dim() <= kMaxDims, where(a), ": activations of more than ", kMaxDims, " dimensions, got ",
-                shape_str(out.shape()));
-    send_tensor(st, shape_message(*meta), dst, st.tag(Direction::Activation, a.stage, st.num_microbatches()));
-  }
+  Tensor out = slot.root.detach();
+  const auto& meta = st.boundary[size_t(a.stage)];
+  BRAID_CHECK(meta.has_value(), where(a), ": stage ", a.stage, "'s output shape was not exchanged");
   BRAID_CHECK(out.shape() == meta->shape && out.dtype() == meta->dtype, where(a), ": stage ", a.stage, " output is ",
               shape_str(out.shape()), " ", out.dtype(), ", the first step's was ", shape_str(meta->shape), " ",
               meta->dtype);
-  send_tensor(st, out, dst, st.tag(Direction::Activation, a.stage, a.microbatch));
+  post_send(st, out, st.schedule.rank_of_stage(a.stage + 1), st.tag(Direction::Activation, a.stage, a.microbatch));
 }
 
 void recv_activation(State& st, const Action& a) {
-  auto& meta = st.boundary[size_t(a.stage - 1)];
-  if (!meta) meta = receive_meta(st, a);
+  const auto& meta = st.boundary[size_t(a.stage - 1)];
+  BRAID_CHECK(meta.has_value(), where(a), ": stage ", a.stage - 1, "'s output shape was not exchanged");
   Slot& slot = st.slot(a.stage, a.microbatch);
-  slot.input = empty(meta->shape, TensorOptions(meta->dtype, Device::cpu()));
-  slot.input_recv = st.group->recv(slot.input, st.schedule.rank_of_stage(a.stage - 1),
-                                   st.tag(Direction::Activation, a.stage - 1, a.microbatch));
+  slot.input = empty(meta->shape, TensorOptions(meta->dtype, st.transport));
+  post_recv(st, slot.input, st.schedule.rank_of_stage(a.stage - 1),
+            st.tag(Direction::Activation, a.stage - 1, a.microbatch), slot.input_recv);
 }
 
 void send_gradient(State& st, const Action& a) {
   Slot& slot = st.slot(a.stage, a.microbatch);
   BRAID_CHECK(slot.input_grad.defined(), where(a), ": the stage's input gradient has not been computed");
-  send_tensor(st, ops::contiguous(slot.input_grad), st.schedule.rank_of_stage(a.stage - 1),
-              st.tag(Direction::Gradient, a.stage, a.microbatch));
+  post_send(st, slot.input_grad, st.schedule.rank_of_stage(a.stage - 1),
+            st.tag(Direction::Gradient, a.stage, a.microbatch));
   slot.input_grad = Tensor();
 }
 
 void recv_gradient(State& st, const Action& a) {
   Slot& slot = st.slot(a.stage, a.microbatch);
   BRAID_CHECK(slot.root.defined(), where(a), ": the stage's forward has not run");
-  slot.output_grad = empty(slot.root.shape(), TensorOptions(slot.root.dtype(), Device::cpu()));
-  slot.grad_recv = st.group->recv(slot.output_grad, st.schedule.rank_of_stage(a.stage + 1),
-                                  st.tag(Direction::Gradient, a.stage + 1, a.microbatch));
+  slot.output_grad = empty(slot.root.shape(), TensorOptions(slot.root.dtype(), st.transport));
+  post_recv(st, slot.output_grad, st.schedule.rank_of_stage(a.stage + 1),
+            st.tag(Direction::Gradient, a.stage + 1, a.microbatch), slot.grad_recv);
 }
 
 // The stage's input: the micro-batch on stage 0, else the received activation or the output of the previous stage
@@ -178,7 +187,7 @@ Tensor stage_input(State& st, const Action& a) {
   Slot& slot = st.slot(a.stage, a.microbatch);
   if (slot.input_recv) {
     wait_for(st, slot.input_recv);
-    return slot.input.requires_grad_(true);
+    return ops::to_device(slot.input, st.device(a.stage)).requires_grad_(true);
   }
   BRAID_CHECK(st.holds(a.stage - 1) && st.slot(a.stage - 1, a.microbatch).root.defined(), where(a),
               ": no input (no RECV_F before it, and stage ", a.stage - 1, "'s forward did not run on this rank)");
@@ -205,6 +214,7 @@ Tensor output_grad(State& st, const Action& a) {
   Slot& slot = st.slot(a.stage, a.microbatch);
   if (slot.grad_recv) {
     wait_for(st, slot.grad_recv);
+    slot.output_grad = ops::to_device(slot.output_grad, st.device(a.stage));
     return slot.output_grad;
   }
   if (!slot.output_grad.defined() && st.holds(a.stage + 1)) {
@@ -299,7 +309,7 @@ void timed_run(State& st, const Action& a) {
 }
 
 void check_setup(const std::vector<nn::Sequential>& stages, const std::shared_ptr<ProcessGroup>& group,
-                 const Schedule& schedule, const PipelineLossFn& loss_fn) {
+                 const Schedule& schedule, const PipelineLossFn& loss_fn, const PipelineExecutorOptions& options) {
   BRAID_CHECK(group != nullptr, "PipelineExecutor: the pipeline group is null");
   BRAID_CHECK(group->is_member(), "PipelineExecutor: this rank is not a member of the pipeline group");
   BRAID_CHECK(schedule.num_ranks == group->size(), "PipelineExecutor: the schedule is for ", schedule.num_ranks,
@@ -313,15 +323,56 @@ void check_setup(const std::vector<nn::Sequential>& stages, const std::shared_pt
   BRAID_CHECK(max_tag <= kMaxTag, "PipelineExecutor: ", schedule.num_stages(), " stages and ",
               schedule.num_microbatches, " micro-batches need message tags up to ", max_tag, ", more than the ",
               kMaxTag, " every MPI provides");
-  validate(schedule);
+  validate(schedule, std::nullopt, options.in_order_p2p ? P2POrdering::InOrder : P2POrdering::Tagged);
+}
+
+void load_batch(State& st, const Tensor& input, const Tensor& target) {
+  st.inputs = split_batch(st, input, "input");
+  st.targets = split_batch(st, target, "target");
+  BRAID_CHECK(!st.holds(0) || !st.inputs.empty(), "PipelineExecutor::step: rank ", st.rank,
+              " holds stage 0 and needs the input");
+  BRAID_CHECK(!st.holds(st.last_stage()) || !st.targets.empty(), "PipelineExecutor::step: rank ", st.rank,
+              " holds the last stage and needs the target");
+}
+
+// NCCL carries CUDA tensors between ranks, without tags; MPI carries CPU tensors.
+bool crosses_over_nccl([[maybe_unused]] const State& st, [[maybe_unused]] bool all_cuda) {
+#if BRAID_WITH_NCCL
+  return all_cuda && st.group->size() > 1;
+#else
+  return false;
+#endif
+}
+
+// The first step's check pass (see pipeline_first_step.h): an error in this rank's batch becomes its stage's
+// failure, so that every rank throws it. It learns the boundary shapes, the stages' devices and the transport.
+void check_first_step(State& st, const Tensor& input, const Tensor& target) {
+  std::optional<detail::EarlyFailure> early;
+  try {
+    load_batch(st, input, target);
+  } catch (const Error& e) {
+    early = detail::EarlyFailure{st.rank, e.what()};
+  }
+  const bool ok = !early;
+  detail::FirstStepResult result = detail::check_first_step(
+      {st.stages, *st.group, st.schedule, st.loss_fn, ok && st.holds(0) ? st.inputs[0] : Tensor(),
+       ok && st.holds(st.last_stage()) ? st.targets[0] : Tensor(), early,
+       st.tag(Direction::Activation, 0, st.num_microbatches())});
+  st.boundary = std::move(result.boundary);
+  st.stage_device = std::move(result.stage_device);
+  const bool nccl = crosses_over_nccl(st, result.all_cuda);
+  st.transport = nccl ? st.stage_device.front() : Device::cpu();
+  st.in_order = nccl || st.options.in_order_p2p;
+  if (nccl && !st.options.in_order_p2p) validate(st.schedule, std::nullopt, P2POrdering::InOrder);
+  st.checked = true;
 }
 
 }  // namespace
 
 PipelineExecutor::PipelineExecutor(std::vector<nn::Sequential> stages, std::shared_ptr<ProcessGroup> group,
-                                   Schedule schedule, PipelineLossFn loss_fn)
+                                   Schedule schedule, PipelineLossFn loss_fn, PipelineExecutorOptions options)
     : state_(std::make_unique<detail::PipelineExecutorState>()) {
-  check_setup(stages, group, schedule, loss_fn);
+  check_setup(stages, group, schedule, loss_fn, options);
   State& st = *state_;
   st.rank = group->rank();
   st.boundary.resize(size_t(schedule.num_stages()));
@@ -329,6 +380,7 @@ PipelineExecutor::PipelineExecutor(std::vector<nn::Sequential> stages, std::shar
   st.group = std::move(group);
   st.schedule = std::move(schedule);
   st.loss_fn = std::move(loss_fn);
+  st.options = options;
 }
 
 // Sends still outstanding here belong to a step that threw: their receivers may be gone, so they are not waited for
@@ -337,18 +389,21 @@ PipelineExecutor::~PipelineExecutor() = default;
 
 Tensor PipelineExecutor::step(const Tensor& input, const Tensor& target) {
   State& st = *state_;
-  st.inputs = split_batch(st, input, "input");
-  st.targets = split_batch(st, target, "target");
-  BRAID_CHECK(!st.holds(0) || !st.inputs.empty(), "PipelineExecutor::step: rank ", st.rank,
-              " holds stage 0 and needs the input");
-  BRAID_CHECK(!st.holds(st.last_stage()) || !st.targets.empty(), "PipelineExecutor::step: rank ", st.rank,
-              " holds the last stage and needs the target");
+  if (st.checked)
+    load_batch(st, input, target);
+  else
+    check_first_step(st, input, target);
+  st.batch = PendingBatch{};
   st.slots.assign(st.stages.size(), std::vector<Slot>(size_t(st.num_microbatches())));
   st.loss = Tensor();
   st.in_flight = st.peak = 0;
   const auto step_start = Clock::now();
   st.stats = PipelineStepStats{};
-  for (const Action& a : st.schedule.actions[size_t(st.rank)]) timed_run(st, a);
+  for (const Action& a : st.schedule.actions[size_t(st.rank)]) {
+    if (is_compute(a.kind)) flush_batch(st);
+    timed_run(st, a);
+  }
+  flush_batch(st);
   for (auto& send : st.sends) send.first->wait();
   st.sends.clear();
   st.slots.clear();
@@ -361,5 +416,6 @@ const Schedule& PipelineExecutor::schedule() const { return state_->schedule; }
 const std::vector<nn::Sequential>& PipelineExecutor::stages() const { return state_->stages; }
 int PipelineExecutor::peak_in_flight() const { return state_->peak; }
 const PipelineStepStats& PipelineExecutor::last_step_stats() const { return state_->stats; }
+bool PipelineExecutor::in_order_p2p() const { return state_->in_order; }
 
 }  // namespace braid::dist
