@@ -53,10 +53,10 @@ struct PipelineExecutorState {
   PipelineLossFn loss_fn;
   PipelineExecutorOptions options;
   int rank = 0;
-  bool checked = false;                // the first step's check pass has passed
-  bool in_order = false;               // no tags: runs of sends and receives go out as one batch
-  Device transport = Device::cpu();    // where tensors cross ranks
-  std::vector<Device> stage_device;    // [local stage]
+  bool checked = false;              // the first step's check pass has passed
+  bool in_order = false;             // no tags: runs of sends and receives go out as one batch
+  Device transport = Device::cpu();  // where tensors cross ranks
+  std::vector<Device> stage_device;  // [local stage]
   PendingBatch batch;
   int64_t batch_size = -1;
   std::vector<std::optional<ActivationMeta>> boundary;  // [s]: what stage s sends to stage s + 1
@@ -86,9 +86,7 @@ namespace {
 using State = detail::PipelineExecutorState;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // Waits for a receive, counting the time blocked as wait rather than compute.
 void wait_for(State& st, WorkHandle& work) {

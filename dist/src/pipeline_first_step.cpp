@@ -97,9 +97,9 @@ class CheckPass {
     const int dst = c_.schedule.rank_of_stage(stage + 1);
     std::vector<int64_t> header(size_t(kHeaderSize), 0);
     if (!failure_ && out.dim() > kMaxDims)
-      failure_ = Failure{stage, rank_,
-                         "activations of more than " + std::to_string(kMaxDims) + " dimensions, got " +
-                             shape_str(out.shape())};
+      failure_ = Failure{
+          stage, rank_,
+          "activations of more than " + std::to_string(kMaxDims) + " dimensions, got " + shape_str(out.shape())};
     if (failure_) {
       header[0] = 1;
       header[1] = failure_->stage;
@@ -125,8 +125,8 @@ class CheckPass {
       if (!failure_) failure_ = Failure{int(h[1]), int(h[2]), ""};
       return std::nullopt;
     }
-    BRAID_CHECK(h[3] >= 0 && h[3] <= int64_t(DType::Int64) && h[5] >= 0 && h[5] <= kMaxDims,
-                "PipelineExecutor: stage ", stage, " received a malformed activation header from rank ", src);
+    BRAID_CHECK(h[3] >= 0 && h[3] <= int64_t(DType::Int64) && h[5] >= 0 && h[5] <= kMaxDims, "PipelineExecutor: stage ",
+                stage, " received a malformed activation header from rank ", src);
     BoundaryMeta meta{Shape(h + 6, h + 6 + h[5]), DType(h[3])};
     const Device sender = h[4] ? local_device() : Device::cpu();
     Tensor in = empty(meta.shape, TensorOptions(meta.dtype, Device::cpu()));
@@ -142,9 +142,8 @@ class CheckPass {
     const int64_t p = c_.schedule.num_ranks;
     const bool local_cuda = std::all_of(result_.stage_device.begin(), result_.stage_device.end(),
                                         [](const Device& d) { return d.is_cuda(); });
-    Tensor agreed = from_vector(std::vector<int64_t>{failure_ ? failure_->stage * p + failure_->rank : kNoFailure,
-                                                     local_cuda ? 1 : 0},
-                                {2});
+    Tensor agreed = from_vector(
+        std::vector<int64_t>{failure_ ? failure_->stage * p + failure_->rank : kNoFailure, local_cuda ? 1 : 0}, {2});
     c_.group.all_reduce(agreed, ReduceOp::Min)->wait();
     const int64_t code = agreed.data<int64_t>()[0];
     result_.all_cuda = agreed.data<int64_t>()[1] == 1;

@@ -1,12 +1,12 @@
 #include "braid/dist/pipeline_schedules.h"
 
 #include <algorithm>
-#include <map>
-#include <utility>
-#include <vector>
 #include <cstddef>
+#include <map>
 #include <set>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "braid/core/error.h"
 #include "braid/dist/pipeline_simulator.h"
@@ -82,8 +82,8 @@ Schedule receives_in_message_order(const Schedule& schedule) {
       const Action& a = list[i];
       if (is_compute(a.kind)) continue;
       if (a.kind == ActionKind::SendActivation || a.kind == ActionKind::SendGradient) {
-        const size_t next = size_t(std::find_if(computes.begin(), computes.end(), [&](size_t c) { return c > i; }) -
-                                   computes.begin());
+        const size_t next =
+            size_t(std::find_if(computes.begin(), computes.end(), [&](size_t c) { return c > i; }) - computes.begin());
         before[next].push_back({message_time(a, timing.finish[rank][i]), a});
         continue;
       }

@@ -221,8 +221,8 @@ void check_no_deadlock(const Schedule& s, const std::map<Key, Position>& found) 
     const Action& a = s.actions[rank][next[rank]];
     const Action send = *awaited(a);
     const Position at = found.at(key(send));
-    stuck += "; " + where(rank, next[rank], a) + " waits for " + to_string(send) + " (rank " +
-             std::to_string(at.rank) + ", action " + std::to_string(at.index) + ")";
+    stuck += "; " + where(rank, next[rank], a) + " waits for " + to_string(send) + " (rank " + std::to_string(at.rank) +
+             ", action " + std::to_string(at.index) + ")";
   }
   BRAID_CHECK(stuck.empty(), "validate: deadlock", stuck);
 }
@@ -263,7 +263,7 @@ void check_pair_order(const Schedule& s) {
 // batches have completed (one stream), and completes once every partner operation's batch has started.
 struct Batches {
   std::vector<std::vector<std::pair<size_t, size_t>>> ranges;  // [rank][batch]: [begin, end) of its actions
-  std::vector<std::vector<int>> batch_of;                     // [rank][action]: its batch, -1 for compute
+  std::vector<std::vector<int>> batch_of;                      // [rank][action]: its batch, -1 for compute
 };
 
 Batches split_batches(const Schedule& s) {
@@ -287,9 +287,9 @@ struct InOrderRun {
   const Schedule& s;
   const std::map<Key, Position>& found;
   Batches b;
-  std::vector<size_t> next;     // [rank]: the next action its thread runs
-  std::vector<int> posted;      // [rank]: batches posted
-  std::vector<int> completed;   // [rank]: batches completed (a prefix)
+  std::vector<size_t> next;    // [rank]: the next action its thread runs
+  std::vector<int> posted;     // [rank]: batches posted
+  std::vector<int> completed;  // [rank]: batches completed (a prefix)
 
   bool started(int rank, int batch) const { return posted[rank] > batch && completed[rank] >= batch; }
 
@@ -351,8 +351,12 @@ struct InOrderRun {
 };
 
 void check_no_deadlock_in_order(const Schedule& s, const std::map<Key, Position>& found) {
-  InOrderRun run{s, found, split_batches(s), std::vector<size_t>(size_t(s.num_ranks), 0),
-                 std::vector<int>(size_t(s.num_ranks), 0), std::vector<int>(size_t(s.num_ranks), 0)};
+  InOrderRun run{s,
+                 found,
+                 split_batches(s),
+                 std::vector<size_t>(size_t(s.num_ranks), 0),
+                 std::vector<int>(size_t(s.num_ranks), 0),
+                 std::vector<int>(size_t(s.num_ranks), 0)};
   for (bool progress = true; progress;) {
     progress = false;
     for (int rank = 0; rank < s.num_ranks; ++rank) progress |= run.advance(rank);

@@ -1,6 +1,8 @@
 // The pipeline executor against one process: every rank builds the same MLP, keeps its stages, and trains them
 // through a schedule on the world; after the SGD steps each stage's parameters must equal those of the unsplit
-// model trained on the full batch. Runs at any world size (one stage per rank, or two with interleaving).
+// model trained on the full batch. Runs at any world size (one stage per rank, or two with interleaving), each
+// schedule both with tags and without (PipelineExecutorOptions::in_order_p2p: one batch per run of sends and
+// receives, matched in order, as over NCCL).
 #include <braid/braid.h>
 #include <gtest/gtest.h>
 
@@ -90,10 +92,11 @@ void expect_close(const Tensor& got, const Tensor& want, const std::string& name
 }
 
 // Trains this rank's stages through `schedule` and compares them with the reference.
-void expect_matches_single_process(const Schedule& schedule, bool leading_tanh = false) {
+void expect_matches_single_process_with(const Schedule& schedule, bool leading_tanh,
+                                        dist::PipelineExecutorOptions options) {
   SCOPED_TRACE("ranks " + std::to_string(schedule.num_ranks) + ", stages per rank " +
                std::to_string(schedule.stages_per_rank) + ", micro-batches " +
-               std::to_string(schedule.num_microbatches));
+               std::to_string(schedule.num_microbatches) + (options.in_order_p2p ? ", in order" : ", tagged"));
   auto group = dist::world();
   const int rank = group->rank(), world = group->size();
   nn::Sequential mlp = make_mlp(leading_tanh);
@@ -102,7 +105,7 @@ void expect_matches_single_process(const Schedule& schedule, bool leading_tanh =
   for (auto& stage : stages)
     for (auto& p : stage->parameters()) params.push_back(p);
   optim::SGD optimizer(params, optim::SGDOptions{.lr = 0.1});
-  PipelineExecutor executor(stages, group, schedule, mse);
+  PipelineExecutor executor(stages, group, schedule, mse, options);
   const bool last = schedule.rank_of_stage(schedule.num_stages() - 1) == rank;
   for (int step = 0; step < kSteps; ++step) {
     Batch b = batch(step);
@@ -115,6 +118,7 @@ void expect_matches_single_process(const Schedule& schedule, bool leading_tanh =
     }
     optimizer.step();
   }
+  EXPECT_EQ(executor.in_order_p2p(), options.in_order_p2p);  // CPU stages: MPI, with tags unless asked
   const dist::PipelineStepStats& stats = executor.last_step_stats();
   EXPECT_GT(stats.compute, 0.0);
   EXPECT_GE(stats.wait, 0.0);
@@ -126,6 +130,11 @@ void expect_matches_single_process(const Schedule& schedule, bool leading_tanh =
       ASSERT_TRUE(want.count(name)) << name;
       expect_close(p, want[name], name);
     }
+}
+
+void expect_matches_single_process(const Schedule& schedule, bool leading_tanh = false) {
+  for (bool in_order : {false, true})
+    expect_matches_single_process_with(schedule, leading_tanh, {.in_order_p2p = in_order});
 }
 
 const int kMicrobatches[] = {1, 2, 4, 8};
@@ -207,6 +216,25 @@ TEST(PipelineExecutor, RejectsMoreMessagesThanMpiTags) {
       [&] { PipelineExecutor(my_stages(mlp, group->size(), group->rank(), group->size()), group, schedule, mse); });
   dist_test::expect_contains(message, "20000 micro-batches need message tags up to");
   dist_test::expect_contains(message, "more than the 32767 every MPI provides");
+}
+
+// The in-order transport needs a schedule that passes validate(..., InOrder): asked for it, the constructor refuses
+// one that does not, on every rank.
+TEST(PipelineExecutor, InOrderRefusesAScheduleThatNeedsTags) {
+  REQUIRE_RANKS(2);
+  auto group = dist::world();
+  Schedule schedule = dist::gpipe(group->size(), 2);
+  auto& rank1 = schedule.actions[1];
+  const dist::Action recv1{dist::ActionKind::RecvActivation, 1, 1};
+  rank1.erase(std::find(rank1.begin(), rank1.end(), recv1));
+  rank1.insert(rank1.begin(), recv1);
+  nn::Sequential mlp = make_mlp();
+  auto stages = my_stages(mlp, group->size(), group->rank(), group->size());
+  PipelineExecutor tagged(stages, group, schedule, mse);  // fine with tags
+  std::string message =
+      dist_test::error_of([&] { PipelineExecutor(stages, group, schedule, mse, {.in_order_p2p = true}); });
+  dist_test::expect_contains(message, "in-order transport");
+  dist_test::expect_contains(message, "rank 1, action 0 (1RECV_F1)");
 }
 
 TEST(PipelineExecutor, RejectsStageCountNotMatchingGroup) {

@@ -58,9 +58,8 @@ std::string first_step_error(const Run& run) {
   const int64_t batch = run.batch > 0 ? run.batch : 4 * p;
   Tensor x = randn({batch, kWidth}), y = randn({batch, run.target_width});
   const bool first = rank == 0, last = rank == p - 1;
-  return dist_test::error_of([&] {
-    executor.step(run.data_everywhere || first ? x : Tensor(), run.data_everywhere || last ? y : Tensor());
-  });
+  return dist_test::error_of(
+      [&] { executor.step(run.data_everywhere || first ? x : Tensor(), run.data_everywhere || last ? y : Tensor()); });
 }
 
 std::string failed_at(int stage, int rank) {
@@ -71,8 +70,7 @@ std::string failed_at(int stage, int rank) {
 TEST(PipelineExecutorErrors, MismatchedActivationShapesFailOnEveryRank) {
   const int p = dist::world_size();
   const std::string message = first_step_error({.faulty = 1, .fault = Fault::WrongInputWidth});
-  dist_test::expect_contains(message,
-                             failed_at(1, 1 % p) + "linear: input [2, 16] does not end in in_features = 20");
+  dist_test::expect_contains(message, failed_at(1, 1 % p) + "linear: input [2, 16] does not end in in_features = 20");
 }
 
 TEST(PipelineExecutorErrors, LossRejectingTheTargetFailsOnEveryRank) {

@@ -328,11 +328,12 @@ TEST(PipelineValidator, InOrderRejectsAReceivePostedBeforeASendItsPartnerNeedsFi
     return list;
   };
   s.actions = {
-      parse({"0F0", "0SEND_F0", "3RECV_F0", "3F0", "3SEND_F0", "0F1", "0SEND_F1", "3RECV_B0", "3B0", "3SEND_B0",
-             "0RECV_B0", "0B0", "3RECV_F1", "3F1", "3SEND_F1", "3RECV_B1", "3B1", "3SEND_B1", "0RECV_B1", "0B1"}),
-      parse({"1RECV_F0", "1F0", "1SEND_F0", "4RECV_F0", "4F0", "4SEND_F0", "4RECV_B0", "4B0", "4SEND_B0", "1RECV_B0",
-             "1B0", "1SEND_B0", "1RECV_F1", "1F1", "1SEND_F1", "4RECV_F1", "4F1", "4SEND_F1", "4RECV_B1", "4B1",
-             "4SEND_B1", "1RECV_B1", "1B1", "1SEND_B1"}),
+      parse({"0F0",      "0SEND_F0", "3RECV_F0", "3F0",      "3SEND_F0", "0F1",      "0SEND_F1",
+             "3RECV_B0", "3B0",      "3SEND_B0", "0RECV_B0", "0B0",      "3RECV_F1", "3F1",
+             "3SEND_F1", "3RECV_B1", "3B1",      "3SEND_B1", "0RECV_B1", "0B1"}),
+      parse({"1RECV_F0", "1F0",      "1SEND_F0", "4RECV_F0", "4F0",      "4SEND_F0", "4RECV_B0", "4B0",
+             "4SEND_B0", "1RECV_B0", "1B0",      "1SEND_B0", "1RECV_F1", "1F1",      "1SEND_F1", "4RECV_F1",
+             "4F1",      "4SEND_F1", "4RECV_B1", "4B1",      "4SEND_B1", "1RECV_B1", "1B1",      "1SEND_B1"}),
       parse({"2RECV_F0", "2F0", "2SEND_F0", "5RECV_F0", "5F0", "5B0", "5SEND_B0", "2RECV_B0", "2B0", "2SEND_B0",
              "2RECV_F1", "2F1", "2SEND_F1", "5RECV_F1", "5F1", "5B1", "5SEND_B1", "2RECV_B1", "2B1", "2SEND_B1"}),
   };
