@@ -51,8 +51,8 @@ Pipeline::Pipeline(std::vector<nn::Sequential> stages, std::shared_ptr<ProcessGr
   check_group(group);
   const int p = group->size(), rank = group->rank();
   Schedule schedule = schedule_for(stages.size(), p, options);
-  executor_ =
-      std::make_unique<PipelineExecutor>(own_stages(stages, rank, p), group, std::move(schedule), std::move(loss_fn));
+  executor_ = std::make_unique<PipelineExecutor>(own_stages(stages, rank, p), group, std::move(schedule),
+                                                 std::move(loss_fn), options.executor);
   group_ = std::move(group);
 }
 

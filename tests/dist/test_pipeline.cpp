@@ -164,6 +164,13 @@ TEST(Pipeline, SplitModelTrainsLikeSingleProcess) {
   expect_trains_like_single_process(pipe);
 }
 
+// The executor's options reach it: sends and receives matched in order, as over NCCL.
+TEST(Pipeline, InOrderTransportTrainsLikeSingleProcess) {
+  Pipeline pipe(make_mlp(), dist::world(),
+                {.schedule = ScheduleKind::ZeroBubble, .microbatches = 4, .executor = {.in_order_p2p = true}}, mse);
+  expect_trains_like_single_process(pipe);
+}
+
 // The stage list given by hand, two stages per rank, interleaved (M a multiple of p).
 TEST(Pipeline, StageListTrainsLikeSingleProcessInterleaved) {
   const int p = dist::world_size(), rank = dist::rank();

@@ -47,6 +47,7 @@ struct PipelineOptions {
   ScheduleKind schedule = ScheduleKind::OneFOneB;
   int microbatches = 1;    // M: each step's batch is cut into M equal micro-batches
   int virtual_stages = 1;  // v: stages per rank (> 1 only with Interleaved)
+  PipelineExecutorOptions executor = {};
 };
 
 class Pipeline {
