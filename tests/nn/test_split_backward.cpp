@@ -288,3 +288,15 @@ TEST(SplitBackward, BadArgumentsAreErrors) {
   EXPECT_NE(unreachable.find("not reachable"), std::string::npos) << unreachable;
   EXPECT_TRUE(keep_alive.requires_grad());
 }
+
+TEST(SplitBackward, PostAccumulateHookFiresOnceInWeightHalf) {
+  manual_seed(14);
+  Tensor x = param({3, 4}), w = param({4, 4});
+  int fired = 0;
+  auto handle = w.register_post_accumulate_grad_hook([&](const Tensor&) { ++fired; });
+  Tensor y = linear(tanh(linear(x, w)), w);  // two uses: one final gradient, one hook call
+  autograd::SplitBackward split = autograd::backward_input({y}, {ones({3, 4}, DType::Float64)}, {x}, {w});
+  EXPECT_EQ(fired, 0);
+  split.weight.run();
+  EXPECT_EQ(fired, 1);
+}
