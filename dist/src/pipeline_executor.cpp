@@ -181,7 +181,7 @@ void recv_gradient(State& st, const Action& a) {
 // The stage's input: the micro-batch on stage 0, else the received activation or the output of the previous stage
 // on this rank, as a fresh leaf so that the backward stops at the stage boundary.
 Tensor stage_input(State& st, const Action& a) {
-  if (a.stage == 0) return st.inputs[size_t(a.microbatch)];
+  if (a.stage == 0) return ops::to_device(st.inputs[size_t(a.microbatch)], st.device(0));
   Slot& slot = st.slot(a.stage, a.microbatch);
   if (slot.input_recv) {
     wait_for(st, slot.input_recv);
@@ -189,7 +189,7 @@ Tensor stage_input(State& st, const Action& a) {
   }
   BRAID_CHECK(st.holds(a.stage - 1) && st.slot(a.stage - 1, a.microbatch).root.defined(), where(a),
               ": no input (no RECV_F before it, and stage ", a.stage - 1, "'s forward did not run on this rank)");
-  return st.slot(a.stage - 1, a.microbatch).root.detach().requires_grad_(true);
+  return ops::to_device(st.slot(a.stage - 1, a.microbatch).root.detach(), st.device(a.stage)).requires_grad_(true);
 }
 
 void forward(State& st, const Action& a) {
@@ -217,7 +217,7 @@ Tensor output_grad(State& st, const Action& a) {
   }
   if (!slot.output_grad.defined() && st.holds(a.stage + 1)) {
     Slot& next = st.slot(a.stage + 1, a.microbatch);
-    slot.output_grad = next.input_grad;
+    if (next.input_grad.defined()) slot.output_grad = ops::to_device(next.input_grad, st.device(a.stage));
     next.input_grad = Tensor();
   }
   BRAID_CHECK(slot.output_grad.defined(), where(a), ": no gradient for the stage's output (no RECV_B before it, and ",
