@@ -379,6 +379,7 @@ PipelineExecutor::PipelineExecutor(std::vector<nn::Sequential> stages, std::shar
   st.schedule = std::move(schedule);
   st.loss_fn = std::move(loss_fn);
   st.options = options;
+  st.in_order = options.in_order_p2p;
 }
 
 // Sends still outstanding here belong to a step that threw: their receivers may be gone, so they are not waited for

@@ -12,11 +12,11 @@
 // - SEND_*/RECV_* use the group's non-blocking send/recv: a receive is posted at its action and waited for by the
 //   compute that reads it; sends are kept alive until the end of the step. Stages on one rank hand over in place.
 //
-// The first step (and any step until one succeeds) starts with a check pass: micro-batch 0 goes through the stages in
-// stage order under no-grad, and a stage that throws (its input's shape, a loss_fn that rejects the target, any
-// error) makes every rank throw the same braid::Error naming the stage, the rank and the original message, instead
-// of leaving the other ranks waiting. The pass also exchanges each boundary's activation shape and dtype, once;
-// later steps reuse them, and a stage output whose shape differs is an error.
+// The first step (and each later one until a check pass has succeeded) starts with a check pass: micro-batch 0 goes
+// through the stages in stage order under no-grad, and a stage that throws (its input's shape, a loss_fn that
+// rejects the target, any error) makes every rank throw the same braid::Error naming the stage, the rank and the
+// original message, instead of leaving the other ranks waiting. The pass also exchanges each boundary's activation
+// shape and dtype, once; later steps reuse them, and a stage output whose shape differs is an error.
 //
 // Devices: a stage computes on its first parameter's device (else its input's); received activations and gradients
 // land on it. Tensors cross ranks on CUDA over NCCL when every rank's stages are on CUDA and Braid has NCCL, else on
@@ -79,7 +79,7 @@ class PipelineExecutor {
   // The most micro-batches whose activations this rank held at once (F run, its I or B not yet) in the last step.
   int peak_in_flight() const;
   const PipelineStepStats& last_step_stats() const;
-  // Whether sends and receives run without tags, batched (NCCL, or in_order_p2p); known after the first step.
+  // Whether sends and receives run without tags, batched: in_order_p2p, or NCCL (known after the first step).
   bool in_order_p2p() const;
 
  private:
