@@ -1,6 +1,7 @@
 #include "braid/dist/pipeline_simulator.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <set>
 #include <tuple>
@@ -50,45 +51,137 @@ double cost_of(const Action& action, const StageCosts& costs) {
   return 0.0;
 }
 
-SimulationResult simulate(const Schedule& schedule, const StageCosts& costs) {
+namespace {
+
+// One run of the simulation, event by event: the time moves to the next compute to end at the current rate or the
+// next message to arrive, and at each event every rank runs as far as it can.
+class Simulation {
+ public:
+  Simulation(const Schedule& schedule, const StageCosts& costs, int cores)
+      : schedule_(schedule), costs_(costs), cores_(cores), p_(schedule.num_ranks), next_(p_, 0), running_(p_, false),
+        end_(p_, 0.0) {
+    result_.compute_time.assign(p_, 0.0);
+    result_.start.resize(p_);
+    result_.finish.resize(p_);
+  }
+
+  SimulationResult run() {
+    for (advance_all(); !done(); advance_all()) {
+      const double next = next_event();
+      BRAID_CHECK(next < std::numeric_limits<double>::infinity(),
+                  "simulate: no rank can move at time ", now_, " although the schedule validated");
+      now_ = next;
+      arrivals_.erase(arrivals_.begin(), arrivals_.upper_bound(now_));
+      finish_computes();
+      set_rate();
+    }
+    for (const auto& finish : result_.finish)
+      if (!finish.empty()) result_.step_time = std::max(result_.step_time, finish.back());
+    return std::move(result_);
+  }
+
+ private:
+  // Processor sharing: n computing ranks on c cores each progress at min(1, c / n).
+  double rate_for(int running) const { return cores_ == 0 || running <= cores_ ? 1.0 : double(cores_) / running; }
+  int num_running() const { return int(std::count(running_.begin(), running_.end(), true)); }
+  bool done() const {
+    for (int rank = 0; rank < p_; ++rank)
+      if (next_[rank] < schedule_.actions[rank].size()) return false;
+    return true;
+  }
+
+  void advance_all() {
+    for (bool progress = true; progress;) {
+      progress = false;
+      for (int rank = 0; rank < p_; ++rank)
+        while (advance(rank)) progress = true;
+    }
+  }
+
+  // Runs or starts the rank's next action at now_; false when it is computing, waiting for a tensor, or done.
+  bool advance(int rank) {
+    const auto& list = schedule_.actions[rank];
+    if (running_[rank] || next_[rank] == list.size()) return false;
+    const Action& a = list[next_[rank]];
+    const Action read = receive_read_by(a);
+    if (is_compute(a.kind) && a.kind != ActionKind::BackwardWeight &&
+        posted_.count({read.kind, read.stage, read.microbatch})) {
+      auto it = arrival_.find(sender(read));
+      if (it == arrival_.end() || it->second > now_) return false;
+    }
+    const double cost = cost_of(a, costs_);
+    result_.compute_time[rank] += cost;
+    result_.start[rank].push_back(now_);
+    if (cost > 0) {
+      start_compute(rank, cost);
+      return true;
+    }
+    if (is_receive(a.kind)) posted_.insert({a.kind, a.stage, a.microbatch});
+    if (is_send(a.kind)) {
+      arrival_[{a.kind, a.stage, a.microbatch}] = now_ + costs_.communication;
+      arrivals_.insert(now_ + costs_.communication);
+    }
+    result_.finish[rank].push_back(now_);
+    ++next_[rank];
+    return true;
+  }
+
+  void start_compute(int rank, double cost) {
+    running_[rank] = true;
+    set_rate();
+    end_[rank] = now_ + cost / rate_;
+  }
+
+  void finish_computes() {
+    for (int rank = 0; rank < p_; ++rank) {
+      if (!running_[rank] || end_[rank] > now_) continue;
+      running_[rank] = false;
+      result_.finish[rank].push_back(now_);
+      ++next_[rank];
+    }
+  }
+
+  // Rescales the end of every running compute when the share of a core changes (start_compute then sets its own).
+  void set_rate() {
+    const double rate = rate_for(num_running());
+    if (rate == rate_) return;
+    for (int rank = 0; rank < p_; ++rank)
+      if (running_[rank]) end_[rank] = now_ + (end_[rank] - now_) * rate_ / rate;
+    rate_ = rate;
+  }
+
+  double next_event() const {
+    double next = arrivals_.empty() ? std::numeric_limits<double>::infinity() : *arrivals_.begin();
+    for (int rank = 0; rank < p_; ++rank)
+      if (running_[rank]) next = std::min(next, end_[rank]);
+    return next;
+  }
+
+  const Schedule& schedule_;
+  const StageCosts& costs_;
+  const int cores_, p_;
+  std::vector<size_t> next_;
+  std::vector<bool> running_;
+  std::vector<double> end_;  // when each running compute ends at the current rate
+  double now_ = 0.0, rate_ = 1.0;
+  std::map<Key, double> arrival_;  // of each send issued so far
+  std::multiset<double> arrivals_;  // the arrival times still ahead
+  std::set<Key> posted_;           // the receives posted so far
+  SimulationResult result_;
+};
+
+}  // namespace
+
+SimulationResult simulate(const Schedule& schedule, const StageCosts& costs, const SimulationOptions& options) {
   BRAID_CHECK(costs.forward >= 0 && costs.backward_input >= 0 && costs.backward_weight >= 0 && costs.communication >= 0,
               "simulate: costs must be non-negative, got forward ", costs.forward, ", backward_input ",
               costs.backward_input, ", backward_weight ", costs.backward_weight, ", communication ",
               costs.communication);
+  BRAID_CHECK(options.cores >= 0, "simulate: SimulationOptions::cores must be >= 0 (0: one per rank), got ",
+              options.cores);
   validate(schedule);
+  SimulationResult result = Simulation(schedule, costs, options.cores).run();
   const int p = schedule.num_ranks;
-  SimulationResult result;
-  result.compute_time.assign(p, 0.0);
-  result.start.resize(p);
-  result.finish.resize(p);
-  std::vector<size_t> next(p, 0);
-  std::vector<double> clock(p, 0.0);
-  std::map<Key, double> arrival;  // of each send issued so far
-  std::set<Key> posted;           // the receives posted so far
-  for (bool progress = true; progress;) {
-    progress = false;
-    for (int rank = 0; rank < p; ++rank) {
-      const auto& list = schedule.actions[rank];
-      for (; next[rank] < list.size(); ++next[rank], progress = true) {
-        const Action& a = list[next[rank]];
-        double begin = clock[rank];
-        const Action read = receive_read_by(a);
-        if (is_compute(a.kind) && a.kind != ActionKind::BackwardWeight &&
-            posted.count({read.kind, read.stage, read.microbatch})) {
-          auto it = arrival.find(sender(read));
-          if (it == arrival.end()) break;
-          begin = std::max(begin, it->second);
-        }
-        if (is_receive(a.kind)) posted.insert({a.kind, a.stage, a.microbatch});
-        clock[rank] = begin + cost_of(a, costs);
-        result.compute_time[rank] += cost_of(a, costs);
-        if (is_send(a.kind)) arrival[{a.kind, a.stage, a.microbatch}] = clock[rank] + costs.communication;
-        result.start[rank].push_back(begin);
-        result.finish[rank].push_back(clock[rank]);
-      }
-    }
-  }
-  result.step_time = *std::max_element(clock.begin(), clock.end());
   double compute = 0.0;
   for (double c : result.compute_time) compute += c;
   result.idle_time = result.step_time - compute / p;
