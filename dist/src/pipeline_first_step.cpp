@@ -33,6 +33,26 @@ struct Received {
   Device device;  // where the sending stage computed
 };
 
+// Puts a stage in eval mode for the check pass and restores every module's own flag after: shapes do not depend on
+// the mode, and a dropout layer in training mode would draw random numbers, so the first real step's masks would
+// differ from a run without the check.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(const nn::Sequential& stage) {
+    for (auto& [name, module] : stage->named_modules()) saved_.emplace_back(module, module->is_training());
+    stage->eval();
+  }
+  // Parents come before their children in named_modules(), so each child's own flag is set after its parent's.
+  ~EvalModeGuard() {
+    for (auto& [module, training] : saved_) module->train(training);
+  }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  std::vector<std::pair<std::shared_ptr<nn::Module>, bool>> saved_;
+};
+
 class CheckPass {
  public:
   explicit CheckPass(const FirstStepCheck& c) : c_(c), rank_(c.group.rank()) {
@@ -81,7 +101,9 @@ class CheckPass {
   Tensor forward(int stage, const Tensor& input) {
     try {
       autograd::NoGradGuard no_grad;
-      Tensor out = c_.stages[size_t(stage / c_.schedule.num_ranks)]->forward(input);
+      const nn::Sequential& module = c_.stages[size_t(stage / c_.schedule.num_ranks)];
+      EvalModeGuard eval_mode(module);
+      Tensor out = module->forward(input);
       if (stage == last_stage()) {
         Tensor loss = c_.loss_fn(out, c_.target);
         BRAID_CHECK(loss.numel() == 1, "the loss must have one element, got ", shape_str(loss.shape()));

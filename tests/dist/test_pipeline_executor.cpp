@@ -237,6 +237,36 @@ TEST(PipelineExecutor, InOrderRefusesAScheduleThatNeedsTags) {
   dist_test::expect_contains(message, "rank 1, action 0 (1RECV_F1)");
 }
 
+// The first step's check pass runs the stage in eval mode: a dropout layer draws no random numbers there, so the
+// first step's masks are those of the same micro-batches run by hand, and the stage is in training mode after.
+TEST(PipelineExecutor, FirstStepCheckDrawsNoRandomNumbers) {
+  if (dist::world_size() != 1) GTEST_SKIP() << "compares one rank's dropout masks with a run by hand";
+  auto make_stage = [] {
+    manual_seed(5);
+    nn::Sequential stage;
+    stage->push_back(nn::Linear(kIn, kOut));
+    stage->push_back(nn::Dropout(0.5));
+    stage->to(DType::Float64);
+    return stage;
+  };
+  Batch b = batch(0);
+  nn::Sequential piped = make_stage(), by_hand = make_stage();
+  PipelineExecutor executor({piped}, dist::world(), dist::gpipe(1, 2), mse);
+  manual_seed(9);
+  executor.step(b.x, b.y);
+  manual_seed(9);
+  for (int64_t m = 0; m < 2; ++m) {
+    Tensor x = ops::narrow(b.x, 0, m * kBatch / 2, kBatch / 2), y = ops::narrow(b.y, 0, m * kBatch / 2, kBatch / 2);
+    (mse(by_hand->forward(x), y) * 0.5).backward();
+  }
+  EXPECT_TRUE(piped->is_training());
+  EXPECT_TRUE(piped[1]->is_training());
+  auto want = by_hand->named_parameters();
+  auto got = piped->named_parameters();
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) expect_close(got[i].second.grad(), want[i].second.grad(), got[i].first);
+}
+
 TEST(PipelineExecutor, RejectsStageCountNotMatchingGroup) {
   auto group = dist::world();
   nn::Sequential mlp = make_mlp();
