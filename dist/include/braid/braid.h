@@ -38,5 +38,6 @@
 #include "braid/dist/shard_init.h"
 #include "braid/dist/tensor_parallel_generator.h"
 #include "braid/dist/tensor_parallel_state_dict.h"
+#include "braid/dist/trace.h"
 #include "braid/dist/vocab_parallel_cross_entropy.h"
 #include "braid/dist/vocab_parallel_embedding.h"
