@@ -58,7 +58,12 @@ namespace {
 class Simulation {
  public:
   Simulation(const Schedule& schedule, const StageCosts& costs, int cores)
-      : schedule_(schedule), costs_(costs), cores_(cores), p_(schedule.num_ranks), next_(p_, 0), running_(p_, false),
+      : schedule_(schedule),
+        costs_(costs),
+        cores_(cores),
+        p_(schedule.num_ranks),
+        next_(p_, 0),
+        running_(p_, false),
         end_(p_, 0.0) {
     result_.compute_time.assign(p_, 0.0);
     result_.start.resize(p_);
@@ -68,8 +73,8 @@ class Simulation {
   SimulationResult run() {
     for (advance_all(); !done(); advance_all()) {
       const double next = next_event();
-      BRAID_CHECK(next < std::numeric_limits<double>::infinity(),
-                  "simulate: no rank can move at time ", now_, " although the schedule validated");
+      BRAID_CHECK(next < std::numeric_limits<double>::infinity(), "simulate: no rank can move at time ", now_,
+                  " although the schedule validated");
       now_ = next;
       arrivals_.erase(arrivals_.begin(), arrivals_.upper_bound(now_));
       finish_computes();
@@ -164,9 +169,9 @@ class Simulation {
   std::vector<bool> running_;
   std::vector<double> end_;  // when each running compute ends at the current rate
   double now_ = 0.0, rate_ = 1.0;
-  std::map<Key, double> arrival_;  // of each send issued so far
+  std::map<Key, double> arrival_;   // of each send issued so far
   std::multiset<double> arrivals_;  // the arrival times still ahead
-  std::set<Key> posted_;           // the receives posted so far
+  std::set<Key> posted_;            // the receives posted so far
   SimulationResult result_;
 };
 

@@ -126,9 +126,9 @@ TEST(PipelineSimulatorCores, ThreeRanksOnTwoCores) {
   using P = std::pair<double, double>;
   EXPECT_EQ(interval(s, r, 0, {ActionKind::Forward, 0, 1}), P(1, 2));
   EXPECT_EQ(interval(s, r, 1, {ActionKind::Forward, 1, 0}), P(1, 2));
-  for (const auto& [rank, action] : {std::pair<int, Action>{0, {ActionKind::Forward, 0, 2}},
-                                     std::pair<int, Action>{1, {ActionKind::Forward, 1, 1}},
-                                     std::pair<int, Action>{2, {ActionKind::Forward, 2, 0}}}) {
+  for (const auto& [rank, action] :
+       {std::pair<int, Action>{0, {ActionKind::Forward, 0, 2}}, std::pair<int, Action>{1, {ActionKind::Forward, 1, 1}},
+        std::pair<int, Action>{2, {ActionKind::Forward, 2, 0}}}) {
     const auto [start, finish] = interval(s, r, rank, action);
     EXPECT_EQ(start, 2.0) << action;
     EXPECT_NEAR(finish, 3.5, 1e-12) << action;
