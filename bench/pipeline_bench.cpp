@@ -2,7 +2,7 @@
 //
 //   mpiexec -n P ... braid_pipeline_bench [--schedules gpipe,1f1b,interleaved,zb] [--microbatches 8,16]
 //                    [--virtual-stages 2] [--width 512] [--layers 8] [--micro-batch 64] [--steps 20] [--warmup 3]
-//                    [--reps 20] [--threads 1] [--seed 0]
+//                    [--reps 20] [--threads 1] [--seed 0] [--cores N]
 //
 // Each rank holds the same synthetic work: --layers Linear(width, width)+ReLU layers, one stage (v = 1) or, for
 // interleaved, v virtual stages of layers / v layers each; the last stage's loss is the MSE against a random target.
@@ -14,15 +14,19 @@
 // - the p2p time of one activation: half the median round trip of a [micro-batch, width] float32 tensor between
 //   ranks 0 and 1 (blocking send/recv);
 // - the simulation (dist::simulate) of the schedule with those costs; schedules without a split backward get
-//   backward_input = B and backward_weight = 0, so their B costs the measured full backward;
+//   backward_input = B and backward_weight = 0, so their B costs the measured full backward; simulated twice: with a
+//   core per rank, and on --cores cores (default: the processors the rank may run on, as nproc), where ranks computing
+//   at the same time share the cores as the OS time-slices them (SimulationOptions::cores);
 // - --steps steps of dist::PipelineExecutor after --warmup (the first exchanges shapes), each started after a barrier:
 //   step time = max over ranks of last_step_stats().step, measured bubble = 1 - (sum over ranks of compute) /
 //   (P * step time); medians over the steps.
 // Rank 0 prints one JSON line per configuration (times in ms); bench/run_pipeline.sh turns them into a table.
 #include <braid/braid.h>
+#include <sched.h>
 
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.h"
@@ -202,13 +206,25 @@ std::string json_ms(const std::vector<double>& seconds) {
   return out + "]";
 }
 
+// The cores the ranks share: --cores, else the processors this process may run on (as nproc counts them; with
+// mpiexec --bind-to none, the machine's).
+int machine_cores(const bench::Args& args) {
+  cpu_set_t set;
+  const int available =
+      sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : int(std::thread::hardware_concurrency());
+  const int64_t cores = args.i64("cores", available);
+  BRAID_CHECK(cores >= 1, "braid_pipeline_bench: --cores must be >= 1, got ", cores);
+  return int(cores);
+}
+
 struct Run {
   std::string schedule;
   int v = 1, m = 1;
 };
 
 // `group` is the bench's own (barriers, measurements); the executor runs on the world group.
-void bench_one(const Run& run, const Sizes& s, const bench::Args& args, const std::shared_ptr<dist::ProcessGroup>& group) {
+void bench_one(const Run& run, const Sizes& s, const bench::Args& args,
+               const std::shared_ptr<dist::ProcessGroup>& group) {
   auto world = dist::world();
   const int p = world->size(), rank = world->rank();
   const int steps = int(args.i64("steps", 20)), warmup = int(args.i64("warmup", 3)), reps = int(args.i64("reps", 20));
@@ -221,6 +237,8 @@ void bench_one(const Run& run, const Sizes& s, const bench::Args& args, const st
   const bool split = run.schedule == "zb";
   dist::StageCosts sc{c.forward, split ? c.backward_input : c.backward, split ? c.backward_weight : 0.0, c.p2p};
   const dist::SimulationResult sim = dist::simulate(schedule, sc);
+  const int cores = machine_cores(args);
+  const dist::SimulationResult shared = dist::simulate(schedule, sc, {cores});
 
   manual_seed(uint64_t(args.i64("seed", 0)));
   Tensor input = randn({run.m * s.micro_batch, s.width}), target = randn({run.m * s.micro_batch, s.width});
@@ -233,11 +251,13 @@ void bench_one(const Run& run, const Sizes& s, const bench::Args& args, const st
       "{\"schedule\": \"%s\", \"p\": %d, \"v\": %d, \"M\": %d, \"micro_batch\": %lld, \"width\": %lld, "
       "\"layers_per_rank\": %d, \"steps\": %d, \"f_ms\": %.4f, \"i_ms\": %.4f, \"w_ms\": %.4f, \"b_ms\": %.4f, "
       "\"p2p_ms\": %.4f, \"sim_step_ms\": %.3f, \"step_ms\": %.3f, \"ratio\": %.3f, \"sim_bubble\": %.4f, "
-      "\"bubble\": %.4f, \"wait_ms\": %.3f, \"ideal_ms\": %.3f, \"compute_ms\": %s, \"sim_compute_ms\": %s}\n",
+      "\"bubble\": %.4f, \"wait_ms\": %.3f, \"ideal_ms\": %.3f, \"compute_ms\": %s, \"sim_compute_ms\": %s, "
+      "\"cores\": %d, \"sim_cores_step_ms\": %.3f, \"ratio_cores\": %.3f, \"sim_cores_bubble\": %.4f}\n",
       run.schedule.c_str(), p, run.v, run.m, (long long)s.micro_batch, (long long)s.width, s.layers, steps,
       1e3 * c.forward, 1e3 * c.backward_input, 1e3 * c.backward_weight, 1e3 * c.backward, 1e3 * c.p2p,
       1e3 * sim.step_time, 1e3 * got.step, got.step / sim.step_time, sim.bubble_fraction, got.bubble, 1e3 * got.wait,
-      1e3 * ideal, json_ms(got.compute).c_str(), json_ms(sim.compute_time).c_str());
+      1e3 * ideal, json_ms(got.compute).c_str(), json_ms(sim.compute_time).c_str(), cores, 1e3 * shared.step_time,
+      got.step / shared.step_time, shared.bubble_fraction);
   std::fflush(stdout);
 }
 
@@ -263,8 +283,8 @@ void bench_all(const bench::Args& args) {
       const bool interleaved = name == "interleaved";
       if (interleaved && m % p != 0) {
         if (dist::world()->rank() == 0)
-          std::printf("{\"schedule\": \"%s\", \"p\": %d, \"M\": %lld, \"skipped\": \"M %% p != 0\"}\n", name.c_str(),
-                      p, (long long)m);
+          std::printf("{\"schedule\": \"%s\", \"p\": %d, \"M\": %lld, \"skipped\": \"M %% p != 0\"}\n", name.c_str(), p,
+                      (long long)m);
         continue;
       }
       bench_one({name, interleaved ? v : 1, int(m)}, s, args, group);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Pipeline step time per schedule (bench/pipeline_bench.cpp) on 2 and 4 ranks of 1 thread each (4 oversubscribed on
-# a 2-core machine), against dist::simulate with the stage costs each run measured. Repetitions alternate the rank
+# a 2-core machine), against dist::simulate with the stage costs each run measured, once with a core per rank and once
+# on the machine's cores (the bench's --cores, default nproc; set it through CONFIG). Repetitions alternate the rank
 # counts (2, 4, then 4, 2); prints a Markdown table of medians over the repetitions, then the measured stage costs.
 #   bench/run_pipeline.sh [BUILD_DIR]   env: REPS (3), STEPS (20), WARMUP (3), RANKS ("2 4"), CONFIG (extra flags,
 #                                       e.g. "--microbatches 8 --schedules 1f1b,zb --width 512 --layers 8")
@@ -30,6 +31,8 @@ for line in open(sys.argv[1]):
         if "skipped" not in r:
             runs.setdefault((r["schedule"], r["p"], r["v"], r["M"]), []).append(r)
 cores = int(sys.argv[3])
+sim_cores = sorted({r["cores"] for rs in runs.values() for r in rs})
+sc = "/".join(str(c) for c in sim_cores)
 med = lambda rs, k: statistics.median(r[k] for r in rs)
 order = {"gpipe": 0, "1f1b": 1, "interleaved": 2, "zb": 3}
 keys = sorted(runs, key=lambda k: (k[1], k[3], order.get(k[0], 9)))
@@ -37,17 +40,19 @@ c = next(iter(runs.values()))[0]
 print(f"Stages: {c['layers_per_rank']} x Linear({c['width']}, {c['width']})+ReLU per rank (split into v virtual "
       f"stages), micro-batch {c['micro_batch']}, MSE loss; 1 thread per rank on {cores} cores; {c['steps']} timed "
       f"steps per run, {sys.argv[2]} repetitions; medians, times in ms\n")
-print("| schedule | p | v | M | simulated step | measured step | measured/simulated (runs) | simulated bubble "
-      "| measured bubble | ideal M·v·(F+B) | core floor |")
-print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+print(f"| schedule | p | v | M | simulated step | measured step | measured/simulated (runs) "
+      f"| simulated on {sc} cores | measured/simulated on {sc} cores (runs) | simulated bubble "
+      f"| simulated bubble on {sc} cores | measured bubble | ideal M·v·(F+B) |")
+print("|---|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|")
 for k in keys:
     rs = runs[k]
     s, p, v, m = k
     ratios = ", ".join(f"{r['ratio']:.2f}" for r in rs)
-    floor = max(med(rs, "sim_step_ms"), p * med(rs, "ideal_ms") / min(p, cores))
+    ratios_cores = ", ".join(f"{r['ratio_cores']:.2f}" for r in rs)
     print(f"| {s} | {p} | {v} | {m} | {med(rs, 'sim_step_ms'):.1f} | {med(rs, 'step_ms'):.1f} | "
-          f"{med(rs, 'ratio'):.2f} ({ratios}) | {med(rs, 'sim_bubble'):.3f} | {med(rs, 'bubble'):.3f} | "
-          f"{med(rs, 'ideal_ms'):.1f} | {floor:.1f} |")
+          f"{med(rs, 'ratio'):.2f} ({ratios}) | {med(rs, 'sim_cores_step_ms'):.1f} | "
+          f"{med(rs, 'ratio_cores'):.2f} ({ratios_cores}) | {med(rs, 'sim_bubble'):.3f} | "
+          f"{med(rs, 'sim_cores_bubble'):.3f} | {med(rs, 'bubble'):.3f} | {med(rs, 'ideal_ms'):.1f} |")
 print("\nStage costs measured (one stage, one micro-batch; medians over the runs):\n")
 print("| p | v | F | I | W | B (full) | p2p one activation |")
 print("|---:|---:|---:|---:|---:|---:|---:|")
