@@ -4,13 +4,12 @@
 #include <braid/braid.h>
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "braid/dist/pipeline.h"
 #include "dist_test_util.h"
+#include "pipeline_test_util.h"
 
 namespace braid {
 namespace {
@@ -20,6 +19,9 @@ using dist::PipelineOptions;
 using dist::ScheduleKind;
 using dist_test::error_of;
 using dist_test::expect_contains;
+using pipeline_test::Batch;
+using pipeline_test::expect_close;
+using pipeline_test::mse;
 
 constexpr int64_t kWidth = 8, kBatch = 24;
 constexpr int kPairs = 8;  // Linear + Tanh pairs: 16 modules, enough for 2 stages on each of 4 ranks
@@ -36,39 +38,8 @@ nn::Sequential make_mlp() {
   return mlp;
 }
 
-struct Batch {
-  Tensor x, y;
-};
-
 Batch batch(int step, int64_t size = kBatch) {
-  manual_seed(300 + uint64_t(step));
-  TensorOptions f64(DType::Float64, Device::cpu());
-  return {randn({size, kWidth}, f64), randn({size, kWidth}, f64)};
-}
-
-Tensor mse(const Tensor& output, const Tensor& target) { return nn::mse_loss(output, target); }
-
-std::map<std::string, Tensor> reference_after_training() {
-  nn::Sequential mlp = make_mlp();
-  optim::SGD optimizer(mlp->parameters(), optim::SGDOptions{.lr = 0.1});
-  for (int step = 0; step < kSteps; ++step) {
-    Batch b = batch(step);
-    optimizer.zero_grad();
-    mse(mlp->forward(b.x), b.y).backward();
-    optimizer.step();
-  }
-  std::map<std::string, Tensor> params;
-  for (auto& [name, p] : mlp->named_parameters()) params[name] = p;
-  return params;
-}
-
-void expect_close(const Tensor& got, const Tensor& want, double tolerance, const std::string& what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  Tensor g = ops::contiguous(got), w = ops::contiguous(want);
-  for (int64_t i = 0; i < g.numel(); ++i) {
-    const double a = g.data<double>()[i], b = w.data<double>()[i];
-    ASSERT_NEAR(a, b, tolerance * std::abs(b) + 1e-12) << what << "[" << i << "]";
-  }
+  return pipeline_test::random_batch(300 + uint64_t(step), size, kWidth, kWidth);
 }
 
 // Trains `pipe` for kSteps and compares every parameter this rank holds with the unsplit model's.
@@ -84,7 +55,7 @@ void expect_trains_like_single_process(Pipeline& pipe) {
     }
     optimizer.step();
   }
-  auto want = reference_after_training();
+  auto want = pipeline_test::trained_single_process(make_mlp(), kSteps, [](int step) { return batch(step); });
   auto mine = pipe.named_parameters();
   ASSERT_FALSE(mine.empty());
   for (auto& [name, p] : mine) {

@@ -7,19 +7,21 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "braid/dist/pipeline_executor.h"
 #include "dist_test_util.h"
+#include "pipeline_test_util.h"
 
 namespace braid {
 namespace {
 
 using dist::PipelineExecutor;
 using dist::Schedule;
+using pipeline_test::Batch;
+using pipeline_test::mse;
 
 constexpr int64_t kIn = 8, kHidden = 16, kOut = 4, kBatch = 8;
 constexpr int kLayers = 8;  // four Linear + Tanh pairs
@@ -40,17 +42,7 @@ nn::Sequential make_mlp(bool leading_tanh = false) {
   return mlp;
 }
 
-struct Batch {
-  Tensor x, y;
-};
-
-Batch batch(int step) {
-  manual_seed(100 + uint64_t(step));
-  TensorOptions f64(DType::Float64, Device::cpu());
-  return {randn({kBatch, kIn}, f64), randn({kBatch, kOut}, f64)};
-}
-
-Tensor mse(const Tensor& output, const Tensor& target) { return nn::mse_loss(output, target); }
+Batch batch(int step) { return pipeline_test::random_batch(100 + uint64_t(step), kBatch, kIn, kOut); }
 
 // Stage s of S holds the MLP's layers [s * L / S, (s + 1) * L / S); a leading Tanh is stage 0 alone (S >= 2) and
 // the MLP is split over the other S - 1.
@@ -69,26 +61,7 @@ std::vector<nn::Sequential> my_stages(const nn::Sequential& mlp, int num_stages,
 }
 
 std::map<std::string, Tensor> reference_after_training(bool leading_tanh) {
-  nn::Sequential mlp = make_mlp(leading_tanh);
-  optim::SGD optimizer(mlp->parameters(), optim::SGDOptions{.lr = 0.1});
-  for (int step = 0; step < kSteps; ++step) {
-    Batch b = batch(step);
-    optimizer.zero_grad();
-    mse(mlp->forward(b.x), b.y).backward();
-    optimizer.step();
-  }
-  std::map<std::string, Tensor> params;
-  for (auto& [name, p] : mlp->named_parameters()) params[name] = p;
-  return params;
-}
-
-void expect_close(const Tensor& got, const Tensor& want, const std::string& name) {
-  ASSERT_EQ(got.shape(), want.shape()) << name;
-  Tensor g = ops::contiguous(got), w = ops::contiguous(want);
-  for (int64_t i = 0; i < g.numel(); ++i) {
-    const double a = g.data<double>()[i], b = w.data<double>()[i];
-    ASSERT_NEAR(a, b, 1e-5 * std::abs(b) + 1e-12) << name << "[" << i << "]";
-  }
+  return pipeline_test::trained_single_process(make_mlp(leading_tanh), kSteps, batch);
 }
 
 // Trains this rank's stages through `schedule` and compares them with the reference.
@@ -101,10 +74,7 @@ void expect_matches_single_process_with(const Schedule& schedule, bool leading_t
   const int rank = group->rank(), world = group->size();
   nn::Sequential mlp = make_mlp(leading_tanh);
   std::vector<nn::Sequential> stages = my_stages(mlp, schedule.num_stages(), rank, world, leading_tanh);
-  std::vector<Tensor> params;
-  for (auto& stage : stages)
-    for (auto& p : stage->parameters()) params.push_back(p);
-  optim::SGD optimizer(params, optim::SGDOptions{.lr = 0.1});
+  optim::SGD optimizer(pipeline_test::parameters_of(stages), optim::SGDOptions{.lr = 0.1});
   PipelineExecutor executor(stages, group, schedule, mse, options);
   const bool last = schedule.rank_of_stage(schedule.num_stages() - 1) == rank;
   for (int step = 0; step < kSteps; ++step) {
@@ -124,12 +94,7 @@ void expect_matches_single_process_with(const Schedule& schedule, bool leading_t
   EXPECT_GE(stats.wait, 0.0);
   EXPECT_LE(stats.compute + stats.wait, stats.step);
   EXPECT_EQ(executor.peak_in_flight(), dist::validate(schedule).peak_in_flight[size_t(rank)]);
-  auto want = reference_after_training(leading_tanh);
-  for (auto& stage : stages)
-    for (auto& [name, p] : stage->named_parameters()) {
-      ASSERT_TRUE(want.count(name)) << name;
-      expect_close(p, want[name], name);
-    }
+  pipeline_test::expect_stages_match(stages, reference_after_training(leading_tanh));
 }
 
 void expect_matches_single_process(const Schedule& schedule, bool leading_tanh = false) {
@@ -264,7 +229,8 @@ TEST(PipelineExecutor, FirstStepCheckDrawsNoRandomNumbers) {
   auto want = by_hand->named_parameters();
   auto got = piped->named_parameters();
   ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) expect_close(got[i].second.grad(), want[i].second.grad(), got[i].first);
+  for (size_t i = 0; i < got.size(); ++i)
+    pipeline_test::expect_close(got[i].second.grad(), want[i].second.grad(), 1e-5, got[i].first);
 }
 
 TEST(PipelineExecutor, RejectsStageCountNotMatchingGroup) {

@@ -5,14 +5,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "braid/dist/pipeline_executor.h"
+#include "pipeline_test_util.h"
 
 namespace braid {
 namespace {
+
+using pipeline_test::Batch;
+using pipeline_test::mse;
 
 constexpr int64_t kIn = 8, kHidden = 16, kOut = 4, kBatch = 8;
 constexpr int kModules = 4, kSteps = 2;
@@ -24,30 +27,7 @@ nn::Sequential make_mlp(Device device) {
   return mlp;
 }
 
-Tensor mse(const Tensor& output, const Tensor& target) { return nn::mse_loss(output, target); }
-
-struct Batch {
-  Tensor x, y;
-};
-
-Batch batch(int step) {
-  manual_seed(300 + uint64_t(step));
-  return {randn({kBatch, kIn}), randn({kBatch, kOut})};
-}
-
-std::map<std::string, Tensor> reference_on_the_cpu() {
-  nn::Sequential mlp = make_mlp(Device::cpu());
-  optim::SGD optimizer(mlp->parameters(), optim::SGDOptions{.lr = 0.1});
-  for (int step = 0; step < kSteps; ++step) {
-    Batch b = batch(step);
-    optimizer.zero_grad();
-    mse(mlp->forward(b.x), b.y).backward();
-    optimizer.step();
-  }
-  std::map<std::string, Tensor> params;
-  for (auto& [name, p] : mlp->named_parameters()) params[name] = p;
-  return params;
-}
+Batch batch(int step) { return pipeline_test::random_batch(300 + uint64_t(step), kBatch, kIn, kOut, DType::Float32); }
 
 TEST(PipelineExecutorCuda, StagesOnCudaMatchSingleProcessOnTheCpu) {
   if (!cuda::is_available() || cuda::device_count() < dist::local_world_size())
@@ -61,12 +41,9 @@ TEST(PipelineExecutorCuda, StagesOnCudaMatchSingleProcessOnTheCpu) {
   const int num_stages = schedule.num_stages();
   nn::Sequential mlp = make_mlp(device);
   std::vector<nn::Sequential> stages;
-  std::vector<Tensor> params;
-  for (int s = rank; s < num_stages; s += p) {
+  for (int s = rank; s < num_stages; s += p)
     stages.push_back(mlp->slice(int64_t(s) * kModules / num_stages, int64_t(s + 1) * kModules / num_stages));
-    for (auto& param : stages.back()->parameters()) params.push_back(param);
-  }
-  optim::SGD optimizer(params, optim::SGDOptions{.lr = 0.1});
+  optim::SGD optimizer(pipeline_test::parameters_of(stages), optim::SGDOptions{.lr = 0.1});
   dist::PipelineExecutor executor(stages, group, schedule, mse);
   for (int step = 0; step < kSteps; ++step) {
     Batch b = batch(step);
@@ -77,7 +54,7 @@ TEST(PipelineExecutorCuda, StagesOnCudaMatchSingleProcessOnTheCpu) {
     }
     optimizer.step();
   }
-  const auto want = reference_on_the_cpu();
+  const auto want = pipeline_test::trained_single_process(make_mlp(Device::cpu()), kSteps, batch);
   for (auto& stage : stages)
     for (auto& [name, param] : stage->named_parameters()) {
       ASSERT_EQ(param.device(), device) << name;

@@ -11,12 +11,14 @@
 
 #include "braid/dist/pipeline_executor.h"
 #include "dist_test_util.h"
+#include "pipeline_test_util.h"
 
 namespace braid {
 namespace {
 
 using dist::PipelineExecutor;
 using dist::Schedule;
+using pipeline_test::mse;
 
 constexpr int64_t kWidth = 16;
 
@@ -35,8 +37,6 @@ nn::Sequential make_stage(int stage, int faulty, Fault fault) {
   if (stage == faulty && fault == Fault::ThrowingForward) s->push_back(std::make_shared<ThrowingModule>());
   return s;
 }
-
-Tensor mse(const Tensor& output, const Tensor& target) { return nn::mse_loss(output, target); }
 
 struct Run {
   int faulty = -1;

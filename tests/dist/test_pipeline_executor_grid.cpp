@@ -8,18 +8,20 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "braid/dist/pipeline_executor.h"
+#include "pipeline_test_util.h"
 
 namespace braid {
 namespace {
 
 using dist::PipelineExecutor;
 using dist::Schedule;
+using pipeline_test::Batch;
+using pipeline_test::mse;
 
 constexpr int64_t kIn = 8, kOut = 4, kBatch = 8;
 constexpr int kSteps = 3;
@@ -37,17 +39,7 @@ nn::Sequential make_model() {
   return model;
 }
 
-struct Batch {
-  Tensor x, y;
-};
-
-Batch batch(int step) {
-  manual_seed(200 + uint64_t(step));
-  TensorOptions f64(DType::Float64, Device::cpu());
-  return {randn({kBatch, kIn}, f64), randn({kBatch, kOut}, f64)};
-}
-
-Tensor mse(const Tensor& output, const Tensor& target) { return nn::mse_loss(output, target); }
+Batch batch(int step) { return pipeline_test::random_batch(200 + uint64_t(step), kBatch, kIn, kOut); }
 
 // Where stage s of S begins; 3 stages split unevenly (4, 2 and 3 modules), others as evenly as the modules allow.
 int64_t stage_begin(int s, int num_stages) {
@@ -55,32 +47,10 @@ int64_t stage_begin(int s, int num_stages) {
   return int64_t(s) * kModules / num_stages;
 }
 
-std::map<std::string, Tensor> reference_after_training() {
-  nn::Sequential model = make_model();
-  optim::SGD optimizer(model->parameters(), optim::SGDOptions{.lr = 0.1});
-  for (int step = 0; step < kSteps; ++step) {
-    Batch b = batch(step);
-    optimizer.zero_grad();
-    mse(model->forward(b.x), b.y).backward();
-    optimizer.step();
-  }
-  std::map<std::string, Tensor> params;
-  for (auto& [name, p] : model->named_parameters()) params[name] = p;
-  return params;
-}
-
 const std::map<std::string, Tensor>& reference() {
-  static const std::map<std::string, Tensor> params = reference_after_training();
+  static const std::map<std::string, Tensor> params =
+      pipeline_test::trained_single_process(make_model(), kSteps, batch);
   return params;
-}
-
-void expect_close(const Tensor& got, const Tensor& want, const std::string& name) {
-  ASSERT_EQ(got.shape(), want.shape()) << name;
-  Tensor g = ops::contiguous(got), w = ops::contiguous(want);
-  for (int64_t i = 0; i < g.numel(); ++i) {
-    const double a = g.data<double>()[i], b = w.data<double>()[i];
-    ASSERT_NEAR(a, b, 1e-5 * std::abs(b) + 1e-12) << name << "[" << i << "]";
-  }
 }
 
 // The most activations a rank may hold: all M for GPipe; 1F1B's and ZB-H1's warm-up plus one; interleaved's
@@ -98,12 +68,9 @@ void expect_matches_single_process(const std::string& name, const Schedule& sche
   const int rank = group->rank(), p = group->size(), num_stages = schedule.num_stages();
   nn::Sequential model = make_model();
   std::vector<nn::Sequential> stages;
-  std::vector<Tensor> params;
-  for (int s = rank; s < num_stages; s += p) {
+  for (int s = rank; s < num_stages; s += p)
     stages.push_back(model->slice(stage_begin(s, num_stages), stage_begin(s + 1, num_stages)));
-    for (auto& param : stages.back()->parameters()) params.push_back(param);
-  }
-  optim::SGD optimizer(params, optim::SGDOptions{.lr = 0.1});
+  optim::SGD optimizer(pipeline_test::parameters_of(stages), optim::SGDOptions{.lr = 0.1});
   PipelineExecutor executor(stages, group, schedule, mse, {.in_order_p2p = in_order});
   for (int step = 0; step < kSteps; ++step) {
     Batch b = batch(step);
@@ -115,11 +82,7 @@ void expect_matches_single_process(const std::string& name, const Schedule& sche
   EXPECT_EQ(peak, dist::validate(schedule).peak_in_flight[size_t(rank)]);
   EXPECT_GE(peak, 1);
   EXPECT_LE(peak, activation_bound(name, p, schedule.stages_per_rank, schedule.num_microbatches, rank));
-  for (auto& stage : stages)
-    for (auto& [param_name, param] : stage->named_parameters()) {
-      ASSERT_TRUE(reference().count(param_name)) << param_name;
-      expect_close(param, reference().at(param_name), param_name);
-    }
+  pipeline_test::expect_stages_match(stages, reference());
 }
 
 TEST(PipelineExecutorGrid, EveryScheduleMatchesSingleProcess) {
