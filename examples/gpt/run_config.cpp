@@ -3,12 +3,11 @@
 #include <braid/braid.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cxxopts.hpp>
-#include <limits>
 #include <sstream>
 
+#include "cli_values.h"
 #include "text_data.h"
 
 using namespace braid;
@@ -17,10 +16,12 @@ namespace gpt {
 
 namespace {
 
+using examples::double_flag;
+using examples::int_flag;
+
 cxxopts::Options make_options() {
   cxxopts::Options cli("gpt", "Train a byte-level GPT on the fortunes corpus with Braid (tensor-parallel with --tp)");
-  // Values are read as text and converted here, so that a malformed number is reported with its flag's name.
-  auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
+  auto text = examples::text_value;
   // clang-format off
   cli.add_options()
     ("steps", "optimizer steps", text("1500"))
@@ -51,52 +52,6 @@ cxxopts::Options make_options() {
     ("h,help", "show this help");
   // clang-format on
   return cli;
-}
-
-int64_t int_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t lo,
-                 int64_t hi = std::numeric_limits<int64_t>::max()) {
-  const std::string text = args[name].as<std::string>();
-  size_t used = 0;
-  long long value = 0;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  BRAID_CHECK(used == text.size() && used > 0, "--", name, ": expected an integer, got '", text, "'");
-  BRAID_CHECK(value >= lo && value <= hi, "--", name, ": expected ", lo,
-              hi == std::numeric_limits<int64_t>::max() ? " or more" : " to " + std::to_string(hi), ", got ", value);
-  return value;
-}
-
-double double_flag(const cxxopts::ParseResult& args, const std::string& name, double lo, double hi,
-                   bool lo_open = false) {
-  const std::string text = args[name].as<std::string>();
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  BRAID_CHECK(used == text.size() && used > 0 && std::isfinite(value), "--", name, ": expected a number, got '", text,
-              "'");
-  BRAID_CHECK((lo_open ? value > lo : value >= lo) && value <= hi, "--", name, ": expected a value in ",
-              lo_open ? "(" : "[", lo, ", ", hi, "], got ", value);
-  return value;
-}
-
-uint64_t seed_flag(const cxxopts::ParseResult& args) {
-  const std::string text = args["seed"].as<std::string>();
-  size_t used = 0;
-  unsigned long long value = 0;
-  try {
-    if (!text.empty() && text[0] != '-') value = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  BRAID_CHECK(used == text.size() && used > 0, "--seed: expected an integer from 0 to 2^64 - 1, got '", text, "'");
-  return value;
 }
 
 std::string exact(double v) {
@@ -168,7 +123,7 @@ void read_flags(const cxxopts::ParseResult& args, RunConfig& c) {
   c.beta2 = double_flag(args, "beta2", 0, 1);
   c.grad_clip = double_flag(args, "grad-clip", 0, 1e30);
   c.model.dropout = double_flag(args, "dropout", 0, 0.99);
-  c.seed = seed_flag(args);
+  c.seed = examples::seed_flag(args);
   c.eval_every = int_flag(args, "eval-every", 1);
   c.eval_batches = int_flag(args, "eval-batches", 1);
   c.print_every = int_flag(args, "print-every", 0);

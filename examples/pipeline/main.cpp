@@ -14,24 +14,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cxxopts.hpp>
-#include <limits>
 #include <memory>
-#include <stdexcept>
 #include <string>
 
+#include "cli_values.h"
+
 using namespace braid;
+using examples::int_flag;
+using examples::UsageError;
 
 namespace {
 
-// A bad command line: the same on every rank, so each one reports it and leaves without aborting the job.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 cxxopts::Options make_options() {
   cxxopts::Options cli("pipeline", "Train a deep MLP on Fashion-MNIST with pipeline parallelism over mpirun's ranks");
-  // Values are read as text and converted here, so that a malformed number is reported with its flag's name.
-  auto text = [](const char* value) { return cxxopts::value<std::string>()->default_value(value); };
+  auto text = examples::text_value;
   // clang-format off
   cli.add_options()
     ("schedule", "pipeline schedule: gpipe, 1f1b, interleaved or zb", text("1f1b"))
@@ -48,35 +44,6 @@ cxxopts::Options make_options() {
     ("h,help", "show this help");
   // clang-format on
   return cli;
-}
-
-int64_t int_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t lo) {
-  const std::string text = args[name].as<std::string>();
-  size_t used = 0;
-  long long value = 0;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size()) throw UsageError("--" + name + ": expected an integer, got '" + text + "'");
-  if (value < lo)
-    throw UsageError("--" + name + ": expected " + std::to_string(lo) + " or more, got " + std::to_string(value));
-  return value;
-}
-
-double positive_flag(const cxxopts::ParseResult& args, const std::string& name) {
-  const std::string text = args[name].as<std::string>();
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !(value > 0) || value == std::numeric_limits<double>::infinity())
-    throw UsageError("--" + name + ": expected a positive number, got '" + text + "'");
-  return value;
 }
 
 struct Config {
@@ -123,9 +90,9 @@ Config read_config(const cxxopts::ParseResult& args, int ranks) {
   if (optimizer != "sgd" && optimizer != "adam")
     throw UsageError("--optimizer: expected sgd or adam, got '" + optimizer + "'");
   c.adam = optimizer == "adam";
-  c.lr = positive_flag(args, "lr");
+  c.lr = examples::positive_flag(args, "lr");
   c.limit = int_flag(args, "limit", 0);
-  c.seed = uint64_t(int_flag(args, "seed", 0));
+  c.seed = examples::seed_flag(args);
   c.threads = int(int_flag(args, "threads", 0));
   c.data_dir = args["data-dir"].as<std::string>();
   return c;

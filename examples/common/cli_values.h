@@ -1,0 +1,40 @@
+// The examples' command-line values: each flag is declared as text and converted here, so that a malformed or
+// out-of-range number is reported with the flag's name, the text given and what was expected.
+#pragma once
+
+#include <braid/braid.h>
+
+#include <cstdint>
+#include <cxxopts.hpp>
+#include <limits>
+#include <memory>
+#include <string>
+
+namespace braid::examples {
+
+// A bad command line (a value, or flags that do not fit together): the same on every rank of a job, so each rank
+// can report it and leave without aborting the others.
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A flag's declaration for cxxopts: its value is text, `default_value` when absent.
+std::shared_ptr<cxxopts::Value> text_value(const char* default_value);
+
+// The integer given to --name, in [lo, hi] ("--name: expected an integer, got 'x'", "--name: expected 1 or more,
+// got 0", "--name: expected 0 to 4096, got 5000").
+int64_t int_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t lo,
+                 int64_t hi = std::numeric_limits<int64_t>::max());
+
+// The finite number given to --name, in [lo, hi], or (lo, hi] when lo_open.
+double double_flag(const cxxopts::ParseResult& args, const std::string& name, double lo, double hi,
+                   bool lo_open = false);
+
+// The finite number above 0 given to --name ("--name: expected a positive number, got '0'").
+double positive_flag(const cxxopts::ParseResult& args, const std::string& name);
+
+// A seed: any integer from 0 to 2^64 - 1.
+uint64_t seed_flag(const cxxopts::ParseResult& args, const std::string& name = "seed");
+
+}  // namespace braid::examples
