@@ -19,19 +19,5 @@ set(cases
     "--eval-batches|0" "--eval-batches"
     "--no-such-flag" "no-such-flag"
     "--data|/no/such/fortunes" "/no/such/fortunes.*apt-get install fortunes")
-list(LENGTH cases n)
-math(EXPR last "${n} - 1")
-foreach(i RANGE 0 ${last} 2)
-  list(GET cases ${i} words)
-  math(EXPR j "${i} + 1")
-  list(GET cases ${j} expect)
-  string(REPLACE "|" ";" argv "${words}")
-  execute_process(COMMAND "${EXE}" ${argv} --sample-len 0 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-  if(rc EQUAL 0 OR out MATCHES "step [0-9]" OR NOT err MATCHES "${expect}")
-    message(FATAL_ERROR "gpt ${argv}: expected a non-zero exit before training and a message matching '${expect}', "
-                        "got exit ${rc}:\nstdout: ${out}\nstderr: ${err}")
-  endif()
-  string(STRIP "${err}" err)
-  string(REGEX REPLACE "\n.*" "" first_line "${err}")
-  message(STATUS "gpt ${argv} -> ${first_line}")
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/bad_flags.cmake)
+expect_bad_flags(PROGRAM gpt EXE "${EXE}" AFTER --sample-len 0 TRAINING "step [0-9]" CASES ${cases})

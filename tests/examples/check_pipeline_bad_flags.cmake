@@ -16,19 +16,5 @@ set(cases
     "--seed|x" "--seed: expected an integer"
     "--data-dir|/no/such/fashion" "--data-dir: .*/no/such/fashion"
     "--no-such-flag" "no-such-flag")
-list(LENGTH cases n)
-math(EXPR last "${n} - 1")
-foreach(i RANGE 0 ${last} 2)
-  list(GET cases ${i} words)
-  math(EXPR j "${i} + 1")
-  list(GET cases ${j} expect)
-  string(REPLACE "|" ";" argv "${words}")
-  execute_process(COMMAND "${EXE}" --limit 256 ${argv} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-  if(rc EQUAL 0 OR out MATCHES "Epoch [0-9]" OR NOT err MATCHES "${expect}")
-    message(FATAL_ERROR "pipeline ${argv}: expected a non-zero exit before training and a message matching "
-                        "'${expect}', got exit ${rc}:\nstdout: ${out}\nstderr: ${err}")
-  endif()
-  string(STRIP "${err}" err)
-  string(REGEX REPLACE "\n.*" "" first_line "${err}")
-  message(STATUS "pipeline ${argv} -> ${first_line}")
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/bad_flags.cmake)
+expect_bad_flags(PROGRAM pipeline EXE "${EXE}" BEFORE --limit 256 TRAINING "Epoch [0-9]" CASES ${cases})
