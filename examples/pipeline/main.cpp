@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cxxopts.hpp>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,15 @@ cxxopts::Options make_options() {
   return cli;
 }
 
+// A flag held in an int: a larger value is refused rather than wrapped.
+int count_flag(const cxxopts::ParseResult& args, const std::string& name, int lo) {
+  const int64_t value = int_flag(args, name, lo);
+  if (value > std::numeric_limits<int>::max())
+    throw UsageError("--" + name + ": expected at most " + std::to_string(std::numeric_limits<int>::max()) +
+                     ", got " + std::to_string(value));
+  return int(value);
+}
+
 struct Config {
   dist::PipelineOptions pipeline;
   int epochs = 0;
@@ -65,8 +75,8 @@ dist::PipelineOptions read_pipeline_options(const cxxopts::ParseResult& args, in
     throw UsageError(std::string("--schedule: ") + e.what());
   }
   const bool interleaved = options.schedule == dist::ScheduleKind::Interleaved;
-  options.microbatches = int(int_flag(args, "microbatches", 1));
-  options.virtual_stages = int(int_flag(args, "virtual-stages", 0));
+  options.microbatches = count_flag(args, "microbatches", 1);
+  options.virtual_stages = count_flag(args, "virtual-stages", 0);
   if (options.virtual_stages == 0) options.virtual_stages = interleaved ? 2 : 1;
   if (options.virtual_stages > 1 && !interleaved)
     throw UsageError("--virtual-stages " + std::to_string(options.virtual_stages) + " needs --schedule interleaved; " +
@@ -81,7 +91,7 @@ dist::PipelineOptions read_pipeline_options(const cxxopts::ParseResult& args, in
 Config read_config(const cxxopts::ParseResult& args, int ranks) {
   Config c;
   c.pipeline = read_pipeline_options(args, ranks);
-  c.epochs = int(int_flag(args, "epochs", 1));
+  c.epochs = count_flag(args, "epochs", 1);
   c.batch_size = int_flag(args, "batch-size", 1);
   if (c.batch_size % c.pipeline.microbatches != 0)
     throw UsageError("--batch-size " + std::to_string(c.batch_size) + " does not divide into --microbatches " +
@@ -93,7 +103,7 @@ Config read_config(const cxxopts::ParseResult& args, int ranks) {
   c.lr = examples::positive_flag(args, "lr");
   c.limit = int_flag(args, "limit", 0);
   c.seed = examples::seed_flag(args);
-  c.threads = int(int_flag(args, "threads", 0));
+  c.threads = count_flag(args, "threads", 0);
   c.data_dir = args["data-dir"].as<std::string>();
   return c;
 }

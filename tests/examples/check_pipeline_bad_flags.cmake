@@ -8,6 +8,8 @@ set(cases
     "--virtual-stages|2" "--virtual-stages 2 needs --schedule interleaved"
     "--virtual-stages=-1|--schedule|interleaved" "--virtual-stages: expected 0 or more, got -1"
     "--epochs|0" "--epochs: expected 1 or more"
+    "--epochs|4294967297" "--epochs: expected at most 2147483647, got 4294967297"
+    "--microbatches|4294967300" "--microbatches: expected at most 2147483647, got 4294967300"
     "--batch-size|0" "--batch-size: expected 1 or more"
     "--lr|0" "--lr: expected a positive number, got '0'"
     "--lr|fast" "--lr: expected a positive number, got 'fast'"
