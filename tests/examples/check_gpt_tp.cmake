@@ -3,26 +3,17 @@
 # within 1e-4 relative (the same model from the same seed on the same batches; only the reductions' order differs).
 # Inputs: EXE (the gpt binary), MPIEXEC ("|"-separated words, ending with the rank count), TP, ARGS (a ;-list of
 # flags, including --print-every 1), EXTRA (a ;-list, may be empty).
+include(${CMAKE_CURRENT_LIST_DIR}/compare_runs.cmake)
+
 function(run out_var)
-  execute_process(COMMAND ${ARGN} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "${ARGN} exited with ${rc}:\n${out}\n${err}")
-  endif()
-  string(REGEX MATCHALL "step [0-9]+ loss [0-9]+\\.[0-9]+" lines "${out}")
-  if(lines STREQUAL "")
-    message(FATAL_ERROR "no per-step losses from ${ARGN}:\n${out}")
-  endif()
+  run_and_match(lines "step [0-9]+ loss [0-9]+\\.[0-9]+" "per-step losses" ${ARGN})
   set(${out_var} "${lines}" PARENT_SCOPE)
 endfunction()
 
-# A loss printed with 8 decimals, as an integer count of 1e-8.
-function(fixed_point out_var text)
-  string(REGEX REPLACE ".* loss ([0-9]+)\\.([0-9]+)$" "\\1;\\2" parts "${text}")
-  list(GET parts 0 whole)
-  list(GET parts 1 frac)
-  string(SUBSTRING "${frac}00000000" 0 8 frac)
-  string(REGEX REPLACE "^0+([0-9])" "\\1" frac "${frac}")
-  math(EXPR value "${whole} * 100000000 + ${frac}")
+# A step's loss, printed with 8 decimals, as an integer count of 1e-8.
+function(loss_fixed_point out_var line)
+  string(REGEX REPLACE ".* loss " "" loss "${line}")
+  fixed_point(value "${loss}" 8)
   set(${out_var} ${value} PARENT_SCOPE)
 endfunction()
 
@@ -38,12 +29,9 @@ math(EXPR last "${n} - 1")
 foreach(i RANGE ${last})
   list(GET single ${i} a)
   list(GET parallel ${i} b)
-  fixed_point(x "${a}")
-  fixed_point(y "${b}")
-  math(EXPR diff "${x} - ${y}")
-  if(diff LESS 0)
-    math(EXPR diff "-${diff}")
-  endif()
+  loss_fixed_point(x "${a}")
+  loss_fixed_point(y "${b}")
+  abs_diff(diff ${x} ${y})
   # |x - y| <= 1e-4 |x|
   math(EXPR allowed "${x} / 10000")
   if(diff GREATER allowed)

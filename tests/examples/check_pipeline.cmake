@@ -2,39 +2,21 @@
 # training loss and test accuracy agree: the same micro-batches through the same layers, only placed on other ranks
 # (the sums may differ in their last bits, so within 2e-4 for the loss and 0.1 points for the accuracy, printed
 # with 4 and 2 decimals). Inputs: EXE, MPIEXEC ("|"-separated words, ending with the rank count), ARGS (a ;-list).
-function(run out_var)
-  execute_process(COMMAND ${ARGN} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "${ARGN} exited with ${rc}:\n${out}\n${err}")
-  endif()
-  string(REGEX MATCHALL "Epoch [0-9]+: train loss [0-9]+\\.[0-9]+, test accuracy [0-9]+\\.[0-9]+%" lines "${out}")
-  if(lines STREQUAL "")
-    message(FATAL_ERROR "no per-epoch results from ${ARGN}:\n${out}\n${err}")
-  endif()
-  set(${out_var} "${lines}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/compare_runs.cmake)
 
-# "12.3456" as an integer count of 1e-4.
-function(fixed_point out_var text)
-  string(REGEX REPLACE "^([0-9]+)\\.([0-9]+)$" "\\1;\\2" parts "${text}")
-  list(GET parts 0 whole)
-  list(GET parts 1 frac)
-  string(SUBSTRING "${frac}0000" 0 4 frac)
-  string(REGEX REPLACE "^0+([0-9])" "\\1" frac "${frac}")
-  math(EXPR value "${whole} * 10000 + ${frac}")
-  set(${out_var} ${value} PARENT_SCOPE)
+function(run out_var)
+  run_and_match(lines "Epoch [0-9]+: train loss [0-9]+\\.[0-9]+, test accuracy [0-9]+\\.[0-9]+%" "per-epoch results"
+                ${ARGN})
+  set(${out_var} "${lines}" PARENT_SCOPE)
 endfunction()
 
 # Fails unless the values named by `regex`'s group in lines a and b differ by at most `allowed` (in 1e-4).
 function(expect_near a b regex allowed)
   string(REGEX REPLACE ".*${regex}.*" "\\1" x "${a}")
   string(REGEX REPLACE ".*${regex}.*" "\\1" y "${b}")
-  fixed_point(x "${x}")
-  fixed_point(y "${y}")
-  math(EXPR diff "${x} - ${y}")
-  if(diff LESS 0)
-    math(EXPR diff "-${diff}")
-  endif()
+  fixed_point(x "${x}" 4)
+  fixed_point(y "${y}" 4)
+  abs_diff(diff ${x} ${y})
   if(diff GREATER allowed)
     message(FATAL_ERROR "'${a}' as one process, '${b}' under ${MPIEXEC}")
   endif()
