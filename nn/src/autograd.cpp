@@ -88,12 +88,13 @@ void Node::release() {
 std::vector<Tensor> FunctionNode::apply(Tensor grad_output, const EdgeMask& wanted) {
   BRAID_CHECK(!released, "backward: trying to backward through the graph a second time (", name,
               "'s saved tensors were freed); pass retain_graph=true to the first backward");
-  return backward(grad_output, wanted);
+  return masked_backward ? masked_backward(grad_output, wanted) : backward(grad_output);
 }
 
 void FunctionNode::release() {
   Node::release();
   backward = nullptr;
+  masked_backward = nullptr;
 }
 
 AccumulateGrad::AccumulateGrad(Tensor t) : Node("AccumulateGrad"), leaf(std::move(t)) {}
@@ -132,15 +133,11 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   return acc;
 }
 
-Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn,
-              std::initializer_list<Tensor> saved) {
-  return record(
-      name, output, inputs,
-      MaskedBackwardFn([fn = std::move(fn)](const Tensor& g, const EdgeMask&) { return fn(g); }), saved);
-}
+namespace {
 
-Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, MaskedBackwardFn fn,
-              std::initializer_list<Tensor> saved) {
+template <typename Fn>
+Tensor record_node(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, Fn fn,
+                   std::initializer_list<Tensor> saved) {
   auto node = std::make_shared<FunctionNode>(name, std::move(fn));
   node->next.reserve(inputs.size());
   node->input_shapes.reserve(inputs.size());
@@ -152,6 +149,18 @@ Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>&
   // The output may be a view sharing its impl with nothing else: give it its own history.
   autograd_meta(output).grad_fn = std::move(node);
   return output;
+}
+
+}  // namespace
+
+Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn,
+              std::initializer_list<Tensor> saved) {
+  return record_node(name, output, inputs, std::move(fn), saved);
+}
+
+Tensor record(const char* name, const Tensor& output, const std::vector<Tensor>& inputs, MaskedBackwardFn fn,
+              std::initializer_list<Tensor> saved) {
+  return record_node(name, output, inputs, std::move(fn), saved);
 }
 
 }  // namespace braid::autograd

@@ -80,11 +80,15 @@ using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>
 using MaskedBackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output, const EdgeMask& wanted)>;
 
 // A node whose backward is a function (most ops).
+// One of the two functions is set: most ops ignore the mask, and wrapping theirs in a masked one would cost every
+// recorded op a second call and an allocation.
 struct FunctionNode : Node {
-  FunctionNode(std::string name, MaskedBackwardFn fn) : Node(std::move(name)), backward(std::move(fn)) {}
+  FunctionNode(std::string name, BackwardFn fn) : Node(std::move(name)), backward(std::move(fn)) {}
+  FunctionNode(std::string name, MaskedBackwardFn fn) : Node(std::move(name)), masked_backward(std::move(fn)) {}
   std::vector<Tensor> apply(Tensor grad_output, const EdgeMask& wanted) override;
   void release() override;
-  MaskedBackwardFn backward;
+  BackwardFn backward;
+  MaskedBackwardFn masked_backward;
 };
 
 // The node at a leaf that requires grad: sums the incoming gradient into .grad and fires the leaf's hooks.
