@@ -1,5 +1,6 @@
 #include "braid/core/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
@@ -60,6 +61,9 @@ int64_t Tensor::size(int64_t d) const {
 bool Tensor::is_contiguous() const {
   const auto& sh = shape();
   const auto& st = strides();
+  // No element is addressed, so no stride can be wrong (PyTorch agrees); otherwise the collectives that require a
+  // contiguous buffer refuse an empty tensor that contiguous() cannot change.
+  if (std::find(sh.begin(), sh.end(), int64_t(0)) != sh.end()) return true;
   int64_t expect = 1;
   for (size_t i = sh.size(); i-- > 0;) {
     if (sh[i] == 1) continue;
