@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -58,8 +59,9 @@ double read_timeout() {
   if (!text || !*text) return 300;
   char* end = nullptr;
   double v = std::strtod(text, &end);
-  BRAID_CHECK(end != text && *end == '\0' && v > 0, "braid::dist::init: BRAID_DIST_TIMEOUT must be a positive number ",
-              "of seconds, got '", text, "'");
+  // strtod gives infinity for "inf" and for a value too large to represent ("1e999"): no timeout to wait for.
+  BRAID_CHECK(end != text && *end == '\0' && v > 0 && std::isfinite(v),
+              "braid::dist::init: BRAID_DIST_TIMEOUT must be a positive finite number of seconds, got '", text, "'");
   return v;
 }
 

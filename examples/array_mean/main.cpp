@@ -10,7 +10,9 @@
 //   mpirun -np 2 array_mean [--size 10000] [--chunk 1000] [--threads N] [--seed S] [--no-serial]
 #include <braid/braid.h>
 #include <omp.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -73,6 +75,21 @@ double chunked_mean(const Layout& a, dist::ProcessGroup* group, int threads) {
   return total / (double(a.size) * double(a.size));
 }
 
+// Each rank holds two vectors of one double per chunk (its sums and the reduced copy) and each thread one chunk at
+// a time; refused before any work when that exceeds this host's memory, instead of a std::bad_alloc thrown inside
+// an OpenMP loop, which terminates the job. Counted in double: size x size itself overflows int64 above 3e9.
+void check_fits_in_memory(const Layout& a, int threads) {
+  const double gib = double(1 << 30);
+  const double host = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  const double chunks = double(a.grid) * double(a.grid), edge = double(std::min(a.chunk, a.size));
+  const double sums = 2 * 8 * chunks, per_thread = 8 * edge * edge;
+  BRAID_CHECK(sums <= host, "--size ", a.size, " with --chunk ", a.chunk, " makes ", chunks, " chunks, whose sums (",
+              sums / gib, " GiB per rank) exceed this host's memory (", host / gib, " GiB): raise --chunk");
+  BRAID_CHECK(sums + per_thread * threads <= host, "--chunk ", a.chunk, ": ", threads, " threads holding a chunk of ",
+              per_thread / gib, " GiB each exceed this host's memory (", host / gib,
+              " GiB): lower --chunk or --threads");
+}
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -80,8 +97,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  dist::init(argc, argv);
-  const bool main_rank = dist::rank() == 0;
+  bool main_rank = true;  // until dist::init has said otherwise
   cxxopts::Options cli("array_mean", "Mean of a chunked random array over MPI ranks and OpenMP threads");
   // clang-format off
   cli.add_options()
@@ -94,6 +110,8 @@ int main(int argc, char** argv) {
     ("h,help", "show this help");
   // clang-format on
   try {
+    dist::init(argc, argv);  // inside the try: a bad BRAID_DIST_TIMEOUT is reported like a bad flag
+    main_rank = dist::rank() == 0;
     auto args = cli.parse(argc, argv);
     if (args.count("help")) {
       if (main_rank) std::printf("%s\n", cli.help().c_str());
@@ -106,6 +124,7 @@ int main(int argc, char** argv) {
     if (threads <= 0)
       threads = std::getenv("OMP_NUM_THREADS") ? omp_get_max_threads()
                                                : std::max(1, omp_get_num_procs() / dist::local_world_size());
+    check_fits_in_memory(a, threads);
     auto world = dist::world();
 
     world->barrier()->wait();  // start together, so the time is the slowest rank's
@@ -146,7 +165,7 @@ int main(int argc, char** argv) {
     if (main_rank) std::fprintf(stderr, "array_mean: %s\n%s\n", e.what(), cli.help().c_str());
     return 2;
   } catch (const Error& e) {
-    if (dist::world_size() > 1) dist::abort(std::string("array_mean: ") + e.what());
+    if (dist::is_initialized() && dist::world_size() > 1) dist::abort(std::string("array_mean: ") + e.what());
     std::fprintf(stderr, "array_mean: %s\n", e.what());
     return 1;
   }

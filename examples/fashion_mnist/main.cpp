@@ -13,6 +13,8 @@
 // draws random numbers while training. `--stop-after N` ends a run after epoch N, as a preempted job would.
 #include <braid/braid.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -24,10 +26,19 @@ using namespace braid;
 
 namespace {
 
+constexpr int kMaxWorkers = 1024;
+
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::cpu();
   if (name == "cuda") return cuda::is_available() ? dist::local_device() : Device::cuda(0);
-  if (name.rfind("cuda:", 0) == 0) return Device::cuda(std::stoi(name.substr(5)));
+  if (name.rfind("cuda:", 0) == 0) {
+    // Digits only: std::stoi would throw its own exception for "cuda:abc" and read "cuda:1x" as cuda:1.
+    const std::string index = name.substr(5);
+    const bool digits = !index.empty() && index.size() <= 9 &&
+                        std::all_of(index.begin(), index.end(), [](unsigned char c) { return std::isdigit(c); });
+    BRAID_CHECK(digits, "--device: expected cpu, cuda or cuda:N with N a device number, got '", name, "'");
+    return Device::cuda(std::stoi(index));
+  }
   BRAID_FAIL("--device: expected cpu, cuda or cuda:N, got '", name, "'");
 }
 
@@ -93,7 +104,6 @@ double mean_over_ranks(double value, dist::ProcessGroup& group) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  dist::init(argc, argv);  // a single process of world size 1 unless started by mpirun
   cxxopts::Options cli("fashion_mnist", "Train an MLP on Fashion-MNIST with Braid");
   // clang-format off
   cli.add_options()
@@ -123,8 +133,12 @@ int main(int argc, char** argv) {
     ("no-overlap", "with --ddp: all-reduce after backward instead of during it (to measure the overlap)")
     ("h,help", "show this help");
   // clang-format on
-  const bool main_rank = dist::rank() == 0;
+  bool main_rank = true;  // until dist::init has said otherwise
   try {
+    // Inside the try: a bad BRAID_DIST_TIMEOUT is reported like a bad flag. A single process of world size 1
+    // unless started by mpirun.
+    dist::init(argc, argv);
+    main_rank = dist::rank() == 0;
     auto args = cli.parse(argc, argv);
     if (args.count("help")) {
       if (main_rank) std::printf("%s\n", cli.help().c_str());
@@ -143,6 +157,10 @@ int main(int argc, char** argv) {
     const int stop_after = args["stop-after"].as<int>();
     BRAID_CHECK(stop_after >= 0 && stop_after <= epochs, "--stop-after: expected 0 (none) to --epochs ", epochs,
                 ", got ", stop_after);
+    const int workers = args["workers"].as<int>();
+    // Each worker is a thread; far more than any host has cores only ends in std::system_error when they start.
+    BRAID_CHECK(workers >= 0 && workers <= kMaxWorkers, "--workers: expected 0 to ", kMaxWorkers,
+                " background threads, got ", workers);
     const int64_t limit = args["limit"].as<int64_t>();
     BRAID_CHECK(limit >= 0, "--limit: expected a count of images >= 0, got ", limit);
     const std::string checkpoint = args.count("checkpoint") ? args["checkpoint"].as<std::string>() : "";
@@ -183,7 +201,7 @@ int main(int argc, char** argv) {
     data::DataLoaderOptions loader_options{.batch_size = batch_size / ranks,
                                            .shuffle = true,
                                            .seed = args["seed"].as<uint64_t>(),
-                                           .num_workers = args["workers"].as<int>()};
+                                           .num_workers = workers};
     if (ddp_on) loader_options = dist::distributed_loader_options(loader_options, world);
     data::DataLoader loader(train, loader_options);
     optim::CosineAnnealingLR schedule(optimizer, int64_t(epochs) * loader.size());
@@ -257,7 +275,7 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const Error& e) {
     // Under mpirun the other ranks would wait for this one forever: end them all.
-    if (dist::world_size() > 1) dist::abort(std::string("fashion_mnist: ") + e.what());
+    if (dist::is_initialized() && dist::world_size() > 1) dist::abort(std::string("fashion_mnist: ") + e.what());
     std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
     return 1;
   }
