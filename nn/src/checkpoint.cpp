@@ -1,9 +1,11 @@
 #include "braid/nn/checkpoint.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -201,8 +203,43 @@ Header read_header(File& file, const std::string& path, const char* op) {
   return h;
 }
 
+constexpr const char* temporary_infix = ".tmp.";
+
 // Beside the real file, so the rename stays on one file system; the pid keeps concurrent writers apart.
-std::string temporary_path(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+std::string temporary_path(const std::string& path) { return path + temporary_infix + std::to_string(::getpid()); }
+
+// The pid a temporary of `file_name` names, or 0 when `candidate` is not one (only plain positive decimals count,
+// so kill() is never asked about a process group or every process).
+pid_t temporary_owner(const std::string& candidate, const std::string& file_name) {
+  const std::string prefix = file_name + temporary_infix;
+  if (candidate.size() <= prefix.size() || candidate.compare(0, prefix.size(), prefix) != 0) return 0;
+  const char* first = candidate.data() + prefix.size();
+  const char* last = candidate.data() + candidate.size();
+  pid_t pid = 0;
+  auto [end, ec] = std::from_chars(first, last, pid);
+  if (ec != std::errc() || end != last || pid <= 0) return 0;
+  return pid;
+}
+
+// A save killed between creating its temporary and renaming it leaves the temporary behind; one whose owner no
+// longer exists can never be finished, so it is removed. Best effort: a folder that cannot be listed is left as
+// it is, and the save itself reports any real problem with the path.
+void remove_dead_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string file_name = target.filename().string();
+  if (file_name.empty()) return;
+  const fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+    pid_t owner = temporary_owner(it->path().filename().string(), file_name);
+    if (owner == 0 || owner == ::getpid()) continue;
+    // EPERM means the process exists under another user: its save may still be running.
+    if (::kill(owner, 0) == 0 || errno != ESRCH) continue;
+    std::error_code ignored;
+    fs::remove(it->path(), ignored);
+  }
+}
 
 }  // namespace
 
@@ -246,6 +283,7 @@ void save(const StateDict& tensors, const std::string& path, const Metadata& met
   uint8_t prefix[8];
   for (int i = 0; i < 8; ++i) prefix[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
 
+  remove_dead_temporaries(path);
   std::string tmp = temporary_path(path);
   try {
     File file(tmp, "wb", op);
@@ -294,6 +332,7 @@ void check_can_save(const std::string& path) {
   BRAID_CHECK(!path.empty(), op, ": the checkpoint path is empty");
   std::error_code ec;
   BRAID_CHECK(!std::filesystem::is_directory(path, ec), op, ": '", path, "' is a directory, not a file name");
+  remove_dead_temporaries(path);
   std::string tmp = temporary_path(path);
   {
     File probe(tmp, "wb", op);
