@@ -37,6 +37,105 @@ void check_not_across_shards(const std::string& name, const Tensor& p, const Pro
               ranks_str(group.ranks()), "; DDP must run over the data-parallel group, whose ranks hold the same shard");
 }
 
+// One line per parameter and buffer: what every rank's model must agree on before the broadcast writes rank 0's
+// values into it. Devices may differ (each rank on its own GPU), so they are left out.
+std::vector<std::string> model_layout(const std::vector<std::string>& names, const std::vector<Tensor>& params,
+                                      const nn::Module& module) {
+  std::vector<std::string> lines;
+  auto add = [&lines](const char* kind, const std::string& name, const Tensor& t) {
+    std::ostringstream os;
+    os << kind << name << " " << shape_str(t.shape()) << " " << t.dtype();
+    lines.push_back(os.str());
+  };
+  for (size_t i = 0; i < params.size(); ++i) add("", names[i], params[i]);
+  for (auto& [name, b] : module.named_buffers())
+    if (b.defined()) add("buffer ", name, b);
+  return lines;
+}
+
+// FNV-1a over the lines and their separators: equal layouts give equal values on every rank.
+int64_t layout_fingerprint(const std::vector<std::string>& lines) {
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](unsigned char c) { h = (h ^ c) * 1099511628211ull; };
+  for (const auto& line : lines) {
+    for (char c : line) mix(static_cast<unsigned char>(c));
+    mix('\n');
+  }
+  return static_cast<int64_t>(h);
+}
+
+// The `n` characters of `chars` from `start`, one per element, cut at each newline.
+std::vector<std::string> split_lines(const std::vector<int64_t>& chars, size_t start, int64_t n) {
+  std::vector<std::string> lines;
+  std::string line;
+  for (size_t k = start; k < start + size_t(n); ++k) {
+    const char c = static_cast<char>(chars[k]);
+    if (c != '\n') {
+      line += c;
+      continue;
+    }
+    lines.push_back(line);
+    line.clear();
+  }
+  return lines;
+}
+
+// Every rank's `lines`, in group-rank order. Only for the error path: one character per element.
+std::vector<std::vector<std::string>> gather_layouts(const std::vector<std::string>& lines, ProcessGroup& group) {
+  std::string text;
+  for (const auto& line : lines) text += line + '\n';
+  const int64_t p = group.size();
+  Tensor lengths = empty({p}, TensorOptions(DType::Int64, Device::cpu()));
+  group.all_gather(lengths, from_vector(std::vector<int64_t>{int64_t(text.size())}))->wait();
+  const std::vector<int64_t> len = lengths.to_vector<int64_t>();
+  const int64_t longest = *std::max_element(len.begin(), len.end());
+  std::vector<int64_t> mine(size_t(longest), 0);
+  for (size_t k = 0; k < text.size(); ++k) mine[k] = static_cast<unsigned char>(text[k]);
+  Tensor all = empty({p * longest}, TensorOptions(DType::Int64, Device::cpu()));
+  if (longest > 0) group.all_gather(all, from_vector(mine))->wait();
+  const std::vector<int64_t> chars = longest > 0 ? all.to_vector<int64_t>() : std::vector<int64_t>();
+  std::vector<std::vector<std::string>> out;
+  for (size_t r = 0; r < len.size(); ++r) out.push_back(split_lines(chars, r * size_t(longest), len[r]));
+  return out;
+}
+
+// The first position where the ranks' layouts differ, with what each rank has there.
+std::string layout_mismatch(const std::vector<std::vector<std::string>>& layouts, const ProcessGroup& group) {
+  size_t longest = 0;
+  for (const auto& l : layouts) longest = std::max(longest, l.size());
+  size_t at = 0;
+  auto entry = [&at](const std::vector<std::string>& l) { return at < l.size() ? l[at] : std::string("(none)"); };
+  for (; at < longest; ++at) {
+    bool same = true;
+    for (const auto& l : layouts) same = same && entry(l) == entry(layouts.front());
+    if (!same) break;
+  }
+  std::ostringstream os;
+  os << "DistributedDataParallel: the ranks' models differ at parameter/buffer " << at << " (in named_parameters() "
+     << "then named_buffers() order):";
+  for (size_t r = 0; r < layouts.size(); ++r)
+    os << (r ? "," : "") << " rank " << group.ranks()[r] << ": " << entry(layouts[r]);
+  os << " (entries per rank:";
+  for (size_t r = 0; r < layouts.size(); ++r) os << (r ? ", " : " ") << layouts[r].size();
+  os << "); every rank must build the same model, with the same parameter names, shapes and dtypes, before "
+        "wrapping it, or rank 0's broadcast would overwrite the others' weights with values of the wrong size";
+  return os.str();
+}
+
+// Every rank learns whether all ranks' layouts match from one small all_gather of a fingerprint; only when they
+// do not, the layouts themselves travel, so that every rank throws the same error naming the first difference.
+void check_same_model(const std::vector<std::string>& names, const std::vector<Tensor>& params,
+                      const nn::Module& module, ProcessGroup& group) {
+  if (group.size() < 2) return;
+  const std::vector<std::string> lines = model_layout(names, params, module);
+  const int64_t mine = layout_fingerprint(lines);
+  Tensor all = empty({int64_t(group.size())}, TensorOptions(DType::Int64, Device::cpu()));
+  group.all_gather(all, from_vector(std::vector<int64_t>{mine}))->wait();
+  const std::vector<int64_t> prints = all.to_vector<int64_t>();
+  if (std::all_of(prints.begin(), prints.end(), [&](int64_t f) { return f == prints.front(); })) return;
+  BRAID_FAIL(layout_mismatch(gather_layouts(lines, group), group));
+}
+
 }  // namespace
 
 // Everything the autograd hooks touch. The destructor removes the hooks; they hold the state weakly all the same.
@@ -279,6 +378,8 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared
   }
   for (auto& b : module_.buffers())
     if (b.defined()) s.buffers.push_back(b);
+
+  check_same_model(s.names, s.params, module_, *group_);
 
   // Every rank starts from rank 0's parameters and buffers.
   {
