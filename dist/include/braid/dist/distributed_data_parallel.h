@@ -1,10 +1,11 @@
 // DistributedDataParallel: data parallelism for any Module. At construction it checks that every rank of its
 // group holds the same parameter and buffer names, shapes and dtypes (a braid::Error on every rank naming the first
-// difference, before any weight is written), then broadcasts the parameters and buffers from rank 0 of its group. During backward, gradients are packed into buckets (default 25 MiB, in reverse registration
-// order, so the last layers' gradients, which are ready first, fill the first bucket) and each bucket's
-// all-reduce starts from the post-accumulate-grad hook as soon as its last gradient is ready, while backward goes
-// on with the earlier layers. When backward ends, .grad holds the averaged gradients (a view of the bucket, or a
-// copy: DDPOptions::gradient_as_bucket_view), so the optimizer's step() sees them. no_sync() skips the all-reduce
+// difference, before any weight is written), then broadcasts the parameters and buffers from rank 0 of its group.
+// During backward, gradients are packed into buckets (default 25 MiB, in reverse registration order, so the last
+// layers' gradients, which are ready first, fill the first bucket) and each bucket's all-reduce starts from the
+// post-accumulate-grad hook as soon as its last gradient is ready, while backward goes on with the earlier layers.
+// When backward ends, .grad holds the averaged gradients (a view of the bucket, or a copy:
+// DDPOptions::gradient_as_bucket_view), so the optimizer's step() sees them. no_sync() skips the all-reduce
 // (gradients accumulate locally).
 #pragma once
 
