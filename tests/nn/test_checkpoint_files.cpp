@@ -55,6 +55,15 @@ TEST_F(CheckpointFilesTest, CheckCanSaveRemovesTemporariesOfDeadSavers) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), {}), 0);
 }
 
+TEST_F(CheckpointFilesTest, CheckCanSaveRefusesPathsNoFileCanBeCreatedIn) {
+  // procfs and sysfs let nobody create files, whatever the user; neither may the check leave anything anywhere.
+  braid::test::expect_error([] { nn::check_can_save("/proc/x"); }, {"nn::check_can_save", "/proc/x"});
+  braid::test::expect_error([] { nn::check_can_save("/nonexistent/dir/x.ckpt"); },
+                            {"/nonexistent/dir/x.ckpt", "No such file or directory"});
+  nn::check_can_save(path("fine.safetensors"));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), {}), 0) << "the check left its probe behind";
+}
+
 TEST_F(CheckpointFilesTest, RelativePathInTheWorkingFolder) {
   const std::string dead = std::to_string(dead_pid());
   const auto cwd = std::filesystem::current_path();

@@ -5,8 +5,8 @@
 // save writes a temporary file beside `path` and renames it into place, so a crash never leaves a half-written
 // checkpoint under the real name. That temporary is `<path>.tmp.<pid>`; save and check_can_save first remove those
 // of the same path whose process no longer exists (a saver killed mid-write), and a failed save removes its own.
-// load checks every size, offset and dtype against the file before trusting it
-// and throws braid::Error naming the file and the problem.
+// load checks every size, offset and dtype against the file before trusting it and throws braid::Error naming the
+// file and the problem.
 //
 // A training state (save_training_state) is one such file holding the model, the optimizer and the LR schedule,
 // readable by any safetensors reader (safetensors.safe_open(...).metadata() gives the strings):
