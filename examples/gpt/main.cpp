@@ -138,7 +138,12 @@ int train(const gpt::RunConfig& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  dist::init(argc, argv);  // a single process unless started by mpirun
+  try {
+    dist::init(argc, argv);  // a single process unless started by mpirun
+  } catch (const Error& e) {  // e.g. a malformed BRAID_DIST_TIMEOUT: a message and exit 1 on every rank, no abort
+    std::fprintf(stderr, "gpt: %s\n", e.what());
+    return 1;
+  }
   gpt::RunConfig config;
   try {
     // A rank whose flags fail still takes part in the comparison, so every rank stops with its message.

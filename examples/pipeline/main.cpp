@@ -191,7 +191,12 @@ void train(const Config& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  dist::init(argc, argv);  // a single process of world size 1 unless started by mpirun
+  try {
+    dist::init(argc, argv);  // a single process of world size 1 unless started by mpirun
+  } catch (const Error& e) {  // e.g. a malformed BRAID_DIST_TIMEOUT: a message and exit 1 on every rank, no abort
+    std::fprintf(stderr, "pipeline: %s\n", e.what());
+    return 1;
+  }
   cxxopts::Options cli = make_options();
   const bool main_rank = dist::rank() == 0;
   try {

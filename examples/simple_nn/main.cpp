@@ -12,7 +12,12 @@ struct SimpleNN : nn::Module {
 };
 
 int main(int argc, char** argv) {
-  dist::init(argc, argv);                // one process, or many under mpirun (each then trains its own copy)
+  try {
+    dist::init(argc, argv);  // one process, or many under mpirun (each then trains its own copy)
+  } catch (const Error& e) {  // e.g. a malformed BRAID_DIST_TIMEOUT: a message and exit 1 on every rank, no abort
+    std::fprintf(stderr, "simple_nn: %s\n", e.what());
+    return 1;
+  }
   Device device = dist::local_device();  // this rank's GPU when there is one, else the CPU
   std::printf("Using device: %s\n", device.str().c_str());
   SimpleNN model;

@@ -1,5 +1,5 @@
-# Bad input that once ended the examples in std::terminate (SIGABRT): a bad BRAID_DIST_TIMEOUT, on one process and
-# on every rank of a 2-rank job; an array_mean --size whose chunk sums cannot fit in memory; a fashion_mnist
+# Bad input that once ended the examples in std::terminate (SIGABRT): a bad BRAID_DIST_TIMEOUT (every example, and
+# array_mean on every rank of a 2-rank job); an array_mean --size whose chunk sums cannot fit in memory; a fashion_mnist
 # --device cuda:N whose N is not a number and a --workers count no host can start. Each must exit non-zero with a
 # message naming the variable or flag. Included by ../CMakeLists.txt with the examples (needs braid_mpiexec).
 set(braid_bad_input_script ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_clean_failure.cmake)
@@ -15,6 +15,11 @@ add_test(NAME example.array_mean_np2_bad_dist_timeout_every_rank
          COMMAND ${CMAKE_COMMAND} "-DCOMMAND=${braid_bad_input_job}|--size|100" "-DENV=BRAID_DIST_TIMEOUT=abc"
                  "-DEXPECT=${braid_timeout_message} 'abc'" -DRUNS=2 -P ${braid_bad_input_script})
 set_tests_properties(example.array_mean_np2_bad_dist_timeout_every_rank PROPERTIES PROCESSORS 2)
+foreach(example simple_nn pipeline gpt)
+  add_test(NAME example.${example}_bad_dist_timeout
+           COMMAND ${CMAKE_COMMAND} "-DCOMMAND=$<TARGET_FILE:${example}>" "-DENV=BRAID_DIST_TIMEOUT=abc"
+                   "-DEXPECT=${braid_timeout_message} 'abc'" -P ${braid_bad_input_script})
+endforeach()
 add_test(NAME example.array_mean_size_beyond_memory
          COMMAND ${CMAKE_COMMAND} "-DCOMMAND=$<TARGET_FILE:array_mean>|--size|3000000000"
                  "-DEXPECT=--size 3000000000 with --chunk 1000 makes 9e\\+12 chunks, whose sums .* exceed this host's memory"
