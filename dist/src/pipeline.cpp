@@ -6,7 +6,7 @@
 
 #include "braid/core/creation.h"
 #include "braid/core/error.h"
-#include "pipeline_forward.h"
+#include "pipeline_stage_pass.h"
 
 namespace braid::dist {
 namespace {
@@ -105,7 +105,7 @@ Tensor Pipeline::step(const Tensor& input, const Tensor& target) {
 }
 
 Tensor Pipeline::forward(const Tensor& input) {
-  return detail::forward_through_stages(stages(), *group_, schedule().num_stages(), input);
+  return detail::forward_through_stages(stages(), *group_, schedule(), input);
 }
 
 std::vector<Tensor> Pipeline::parameters() const {

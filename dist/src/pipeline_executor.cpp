@@ -12,7 +12,7 @@
 #include "braid/dist/pipeline_validator.h"
 #include "braid/nn/autograd.h"
 #include "braid/nn/functional.h"
-#include "pipeline_first_step.h"
+#include "pipeline_stage_pass.h"
 #include "pipeline_trace.h"
 
 namespace braid::dist {
@@ -342,7 +342,7 @@ bool crosses_over_nccl([[maybe_unused]] const State& st, [[maybe_unused]] bool a
 #endif
 }
 
-// The first step's check pass (see pipeline_first_step.h): an error in this rank's batch becomes its stage's
+// The first step's check pass (see pipeline_stage_pass.h): an error in this rank's batch becomes its stage's
 // failure, so that every rank throws it. It learns the boundary shapes, the stages' devices and the transport.
 void check_first_step(State& st, const Tensor& input, const Tensor& target) {
   std::optional<detail::EarlyFailure> early;
@@ -352,7 +352,7 @@ void check_first_step(State& st, const Tensor& input, const Tensor& target) {
     early = detail::EarlyFailure{st.rank, e.what()};
   }
   const bool ok = !early;
-  detail::FirstStepResult result = detail::check_first_step(
+  detail::StagePassResult result = detail::check_first_step(
       {st.stages, *st.group, st.schedule, st.loss_fn, ok && st.holds(0) ? st.inputs[0] : Tensor(),
        ok && st.holds(st.last_stage()) ? st.targets[0] : Tensor(), early,
        st.tag(Direction::Activation, 0, st.num_microbatches())});

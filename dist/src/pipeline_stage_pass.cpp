@@ -1,9 +1,10 @@
-#include "pipeline_first_step.h"
+#include "pipeline_stage_pass.h"
 
 #include <algorithm>
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "braid/core/creation.h"
@@ -55,11 +56,11 @@ class EvalModeGuard {
 
 class CheckPass {
  public:
-  explicit CheckPass(const FirstStepCheck& c) : c_(c), rank_(c.group.rank()) {
+  explicit CheckPass(const StagePass& c) : c_(c), rank_(c.group.rank()) {
     result_.boundary.resize(size_t(c.schedule.num_stages()));
   }
 
-  FirstStepResult run() {
+  StagePassResult run() {
     for (size_t local = 0; local < c_.stages.size(); ++local) run_stage(int(local) * c_.schedule.num_ranks + rank_);
     agree();
     return std::move(result_);
@@ -82,6 +83,7 @@ class CheckPass {
     if (!failure_) out = forward(stage, ops::to_device(in->tensor, device));
     if (crosses(stage, stage + 1)) send(stage, out, device);
     previous_ = out;
+    if (stage == last_stage()) result_.output = out;
   }
 
   // The stage's input: the micro-batch, the previous stage's output on this rank, or what the previous rank sent
@@ -102,9 +104,10 @@ class CheckPass {
     try {
       autograd::NoGradGuard no_grad;
       const nn::Sequential& module = c_.stages[size_t(stage / c_.schedule.num_ranks)];
-      EvalModeGuard eval_mode(module);
+      std::optional<EvalModeGuard> eval_mode;
+      if (c_.kind == PassKind::FirstStepCheck) eval_mode.emplace(module);
       Tensor out = module->forward(input);
-      if (stage == last_stage()) {
+      if (stage == last_stage() && c_.loss_fn) {
         Tensor loss = c_.loss_fn(out, c_.target);
         BRAID_CHECK(loss.numel() == 1, "the loss must have one element, got ", shape_str(loss.shape()));
       }
@@ -179,18 +182,39 @@ class CheckPass {
     c_.group.broadcast(message, rank)->wait();
     std::string text(reinterpret_cast<const char*>(message.data<int64_t>()), size_t(kMessageWords * 8));
     text.resize(std::strlen(text.c_str()));
-    BRAID_FAIL("PipelineExecutor: stage ", stage, " failed on rank ", rank, " at the first step: ", text);
+    fail(stage, rank, text);
   }
 
-  const FirstStepCheck& c_;
+  [[noreturn]] void fail(int stage, int rank, const std::string& text) const {
+    switch (c_.kind) {
+      case PassKind::FirstStepCheck:
+        BRAID_FAIL("PipelineExecutor: stage ", stage, " failed on rank ", rank, " at the first step: ", text);
+      case PassKind::Forward:
+        BRAID_FAIL("Pipeline::forward: stage ", stage, " of ", c_.schedule.num_stages(), " on rank ", rank,
+                   " failed: ", text);
+    }
+    BRAID_FAIL("pipeline stage pass: unknown kind");
+  }
+
+  const StagePass& c_;
   int rank_;
-  FirstStepResult result_;
+  StagePassResult result_;
   std::optional<Failure> failure_;
   Tensor previous_;  // the output of this rank's previous stage (one rank only)
 };
 
 }  // namespace
 
-FirstStepResult check_first_step(const FirstStepCheck& check) { return CheckPass(check).run(); }
+StagePassResult check_first_step(const StagePass& check) { return CheckPass(check).run(); }
+
+Tensor forward_through_stages(const std::vector<nn::Sequential>& stages, ProcessGroup& group, const Schedule& schedule,
+                              const Tensor& input) {
+  static const PipelineLossFn no_loss;
+  std::optional<EarlyFailure> early;
+  if (schedule.rank_of_stage(0) == group.rank() && !input.defined())
+    early = EarlyFailure{0, "Pipeline::forward: stage 0 needs the input, got an undefined tensor"};
+  const StagePass pass{stages, group, schedule, no_loss, input, Tensor(), early, 0, PassKind::Forward};
+  return CheckPass(pass).run().output;
+}
 
 }  // namespace braid::dist::detail
