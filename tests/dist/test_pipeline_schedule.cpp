@@ -52,6 +52,8 @@ size_t index_of(const std::vector<Action>& list, const Action& a) {
   return static_cast<size_t>(it - list.begin());
 }
 
+void remove_action(std::vector<Action>& list, const Action& a) { list.erase(list.begin() + index_of(list, a)); }
+
 // The message validate() throws, or "" when it accepts the schedule.
 std::string rejection(const Schedule& s, std::optional<int> bound = std::nullopt,
                       dist::P2POrdering ordering = dist::P2POrdering::Tagged) {
@@ -216,14 +218,14 @@ TEST(PipelineSimulator, CommunicationDelaysTheStep) {
 TEST(PipelineValidator, RejectsAMissingReceive) {
   Schedule s = dist::one_f_one_b(2, 4);
   auto& rank1 = s.actions[1];
-  rank1.erase(rank1.begin() + index_of(rank1, {ActionKind::RecvActivation, 1, 0}));
+  remove_action(rank1, {ActionKind::RecvActivation, 1, 0});
   expect_contains(rejection(s), "rank 1, action 0 (1F0) comes before the receive of its input 1RECV_F0");
 }
 
 TEST(PipelineValidator, RejectsAReceiveWithoutSend) {
   Schedule s = dist::one_f_one_b(2, 4);
   auto& rank0 = s.actions[0];
-  rank0.erase(rank0.begin() + index_of(rank0, {ActionKind::SendActivation, 0, 0}));
+  remove_action(rank0, {ActionKind::SendActivation, 0, 0});
   expect_contains(rejection(s), "rank 1, action 0 (1RECV_F0): no matching 0SEND_F0 on rank 0");
 }
 
@@ -231,7 +233,7 @@ TEST(PipelineValidator, RejectsABackwardBeforeItsForward) {
   Schedule s = dist::one_f_one_b(2, 4);
   auto& rank1 = s.actions[1];
   const Action b0{ActionKind::FullBackward, 1, 0};
-  rank1.erase(rank1.begin() + index_of(rank1, b0));
+  remove_action(rank1, b0);
   rank1.insert(rank1.begin(), b0);
   expect_contains(rejection(s), "rank 1, action 0 (1B0) comes before its forward 1F0");
 }
@@ -240,7 +242,7 @@ TEST(PipelineValidator, RejectsAWeightBackwardBeforeItsInputBackward) {
   Schedule s = dist::zero_bubble_h1(2, 4);
   auto& rank0 = s.actions[0];
   const Action w0{ActionKind::BackwardWeight, 0, 0};
-  rank0.erase(rank0.begin() + index_of(rank0, w0));
+  remove_action(rank0, w0);
   const size_t at = index_of(rank0, {ActionKind::BackwardInput, 0, 0});
   rank0.insert(rank0.begin() + at, w0);
   expect_contains(rejection(s), "rank 0, action " + std::to_string(at) +
@@ -271,7 +273,7 @@ TEST(PipelineValidator, ReportsADeadlockWithTheStuckRanks) {
   Schedule s = dist::one_f_one_b(2, 2);
   auto& rank0 = s.actions[0];
   const Action send1{ActionKind::SendActivation, 0, 1};
-  rank0.erase(rank0.begin() + index_of(rank0, send1));
+  remove_action(rank0, send1);
   const size_t wait0 = index_of(rank0, {ActionKind::FullBackward, 0, 1});
   rank0.insert(rank0.begin() + wait0 + 1, send1);
   const size_t wait1 = index_of(s.actions[1], {ActionKind::Forward, 1, 1});
@@ -286,7 +288,7 @@ TEST(PipelineValidator, AcceptsAReceivePostedBeforeItsSend) {
   Schedule s = dist::one_f_one_b(2, 2);
   auto& rank0 = s.actions[0];
   const Action recv1{ActionKind::RecvGradient, 0, 1};
-  rank0.erase(rank0.begin() + index_of(rank0, recv1));
+  remove_action(rank0, recv1);
   rank0.insert(rank0.begin(), recv1);
   EXPECT_EQ(rejection(s), "");
 }
@@ -304,7 +306,7 @@ TEST(PipelineValidator, InOrderRejectsReceivesInAnotherOrderThanTheSends) {
   Schedule s = dist::gpipe(2, 2);
   auto& rank1 = s.actions[1];
   const Action recv1{ActionKind::RecvActivation, 1, 1};
-  rank1.erase(rank1.begin() + index_of(rank1, recv1));
+  remove_action(rank1, recv1);
   rank1.insert(rank1.begin(), recv1);
   EXPECT_EQ(rejection(s), "");
   expect_contains(rejection(s, std::nullopt, dist::P2POrdering::InOrder),
