@@ -9,8 +9,9 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config \
   libeigen3-dev libopenblas-openmp-dev zlib1g-dev nlohmann-json3-dev libcxxopts-dev \
   libgtest-dev libgmock-dev \
-  libopenmpi-dev openmpi-bin \
+  libopenmpi-dev openmpi-bin iproute2 \
   dataset-fashion-mnist \
   fortunes
 # fortunes: the English text examples/gpt trains on (/usr/share/games/fortunes). python3-torch is deliberately not
 # here: only bench/ and the golden-file generators use it (apt-get install -y python3-torch).
+# iproute2: `ip netns`, which tests/examples/two_hosts.sh makes its two hosts with (skipped without it).

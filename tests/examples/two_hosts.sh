@@ -36,47 +36,49 @@ bounded() {
 }
 
 run_id=braid2h-$$
-ns_a=$run_id-a ns_b=$run_id-b
-host_a=$ns_a host_b=$ns_b
+# Each host's network namespace has the host's name.
+host_a=$run_id-a host_b=$run_id-b
 link=braid0
 addr_a=10.201.0.1 addr_b=10.201.0.2
 
 command -v ip > /dev/null || skip "no 'ip' command (iproute2)"
 command -v unshare > /dev/null || skip "no 'unshare' command (util-linux)"
-# Namespaces of runs killed before their clean-up (their script's process is gone).
-for stale in $(ip netns list 2> /dev/null | sed -n 's/^\(braid2h-\([0-9]*\)-[ab]\).*/\1 \2/p' | tr ' ' ':'); do
-  kill -0 "${stale#*:}" 2> /dev/null && continue
-  pids=$(ip netns pids "${stale%%:*}" 2> /dev/null || true)
+# A host: its network namespace, what runs there, and the session folder Open MPI keeps for it
+# (left behind when its processes are killed).
+remove_host() {
+  local pids
+  pids=$(ip netns pids "$1" 2> /dev/null || true)
   [ -z "$pids" ] || kill -9 $pids 2> /dev/null || true
-  ip netns del "${stale%%:*}" 2> /dev/null || true
+  ip netns del "$1" 2> /dev/null || true
+  rm -rf "${TMPDIR:-/tmp}/ompi.$1.$(id -u)"
+}
+# Hosts of runs killed before their clean-up (a CTest timeout): their script's process is gone.
+for stale in $(ip netns list 2> /dev/null | grep -oE '^braid2h-[0-9]+-[ab]' || true); do
+  owner=${stale#braid2h-}
+  kill -0 "${owner%-*}" 2> /dev/null || remove_host "$stale"
 done
-
 cleanup() {
-  for ns in "$ns_a" "$ns_b"; do
-    pids=$(ip netns pids "$ns" 2> /dev/null || true)
-    [ -z "$pids" ] || kill -9 $pids 2> /dev/null || true
-    ip netns del "$ns" 2> /dev/null || true
-  done
-  # What Open MPI leaves when its processes are killed; the host names are this run's alone.
-  rm -rf "/tmp/ompi.$host_a.$(id -u)" "/tmp/ompi.$host_b.$(id -u)"
+  remove_host "$host_a"
+  remove_host "$host_b"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 rm -rf "$work"
 mkdir -p "$work"
-ip netns add "$ns_a" 2> "$work/err" || skip "cannot make a network namespace: $(cat "$work/err")"
-ip netns add "$ns_b" || fail "made one network namespace but not a second"
-ip netns exec "$ns_a" unshare --uts true 2> "$work/err" || skip "cannot make a UTS namespace: $(cat "$work/err")"
-ip link add "$link" netns "$ns_a" type veth peer name "$link" netns "$ns_b"
-ip -n "$ns_a" addr add "$addr_a/24" dev "$link"
-ip -n "$ns_b" addr add "$addr_b/24" dev "$link"
-for ns in "$ns_a" "$ns_b"; do
+ip netns add "$host_a" 2> "$work/err" || skip "cannot make a network namespace: $(cat "$work/err")"
+ip netns add "$host_b" || fail "made one network namespace but not a second"
+ip netns exec "$host_a" unshare --uts true 2> "$work/err" || skip "cannot make a UTS namespace: $(cat "$work/err")"
+ip link add "$link" netns "$host_a" type veth peer name "$link" netns "$host_b" 2> "$work/err" ||
+  skip "cannot make a veth pair: $(cat "$work/err")"
+ip -n "$host_a" addr add "$addr_a/24" dev "$link"
+ip -n "$host_b" addr add "$addr_b/24" dev "$link"
+for ns in "$host_a" "$host_b"; do
   ip -n "$ns" link set lo up
   ip -n "$ns" link set "$link" up
 done
 
-export BRAID_TWO_HOSTS_MAP="$host_a=$ns_a,$host_b=$ns_b"
+export BRAID_TWO_HOSTS_MAP="$host_a=$host_a,$host_b=$host_b"
 # Not the tests' usual mpiexec flags (shared memory): TCP on the veth alone. plm rsh even under a batch system's
 # environment, so that the agent starts the far daemon. Both hosts share this machine's cores, but Open MPI counts
 # each host's slots alone, finds none oversubscribed and has idle ranks poll without yielding, which starves the
@@ -88,7 +90,7 @@ mpi_flags=(--bind-to none --mca plm rsh --mca plm_rsh_agent "$agent" --mca mpi_y
 
 # mpiexec on host a, with host a's name, as a user logged in there would start it.
 on_host_a() {
-  bounded ip netns exec "$ns_a" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host_a" "$@"
+  bounded ip netns exec "$host_a" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host_a" "$@"
 }
 
 tx_bytes() { ip netns exec "$1" cat "/sys/class/net/$link/statistics/tx_bytes"; }
@@ -104,8 +106,8 @@ one_acc=$(last_number 'test accuracy [0-9.]+%' "$one")
 one_loss=$(last_number 'train loss [0-9.]+' "$one")
 [ -n "$one_acc" ] && [ -n "$one_loss" ] || fail "the one-host run printed no accuracy:"$'\n'"$one"
 
-netns_a=$(ip netns exec "$ns_a" readlink /proc/self/ns/net)
-netns_b=$(ip netns exec "$ns_b" readlink /proc/self/ns/net)
+netns_a=$(ip netns exec "$host_a" readlink /proc/self/ns/net)
+netns_b=$(ip netns exec "$host_b" readlink /proc/self/ns/net)
 for per_host in 1 2; do
   ranks=$((2 * per_host))
   printf '%s slots=%d\n%s slots=%d\n' "$host_a" "$per_host" "$host_b" "$per_host" > "$work/hosts"
@@ -114,19 +116,21 @@ for per_host in 1 2; do
   # Where the ranks run: per_host of them on each host, each in its host's network namespace, under its name.
   where=$(on_host_a "${launch[@]}" sh -c 'echo "$(uname -n) $(readlink /proc/self/ns/net)"' 2>&1) ||
     fail "mpiexec across the two hosts failed:"$'\n'"$where"
-  expected=$(for ((i = 0; i < per_host; ++i)); do printf '%s %s\n%s %s\n' "$host_a" "$netns_a" "$host_b" "$netns_b"; done |
-             sort)
+  expected=$(for ((i = 0; i < per_host; ++i)); do
+               printf '%s %s\n%s %s\n' "$host_a" "$netns_a" "$host_b" "$netns_b"
+             done | sort)
   [ "$(sort <<< "$where")" == "$expected" ] ||
     fail "$ranks ranks did not land $per_host per host; they ran on (host, network namespace):"$'\n'"$where"
 
   echo "== two hosts, $per_host rank(s) each: mpiexec -n $ranks fashion_mnist --ddp ${flags[*]}"
-  sent_a=$(tx_bytes "$ns_a") sent_b=$(tx_bytes "$ns_b")
+  sent_a=$(tx_bytes "$host_a") sent_b=$(tx_bytes "$host_b")
   two=$(on_host_a "${launch[@]}" "$exe" --ddp "${flags[@]}" 2>&1) ||
     fail "the two-host run with $ranks ranks failed:"$'\n'"$two"
-  sent_a=$(($(tx_bytes "$ns_a") - sent_a)) sent_b=$(($(tx_bytes "$ns_b") - sent_b))
+  sent_a=$(($(tx_bytes "$host_a") - sent_a)) sent_b=$(($(tx_bytes "$host_b") - sent_b))
   echo "$two"
   echo "(link $link: $sent_a bytes from $host_a, $sent_b bytes from $host_b)"
-  grep -q "$ranks ranks (DistributedDataParallel)" <<< "$two" || fail "the run did not train on $ranks ranks:"$'\n'"$two"
+  grep -q "$ranks ranks (DistributedDataParallel)" <<< "$two" ||
+    fail "the run did not train on $ranks ranks:"$'\n'"$two"
   [ "$sent_a" -ge "$min_link_bytes" ] && [ "$sent_b" -ge "$min_link_bytes" ] ||
     fail "only $sent_a and $sent_b bytes crossed the link, expected at least $min_link_bytes each way"
   acc=$(last_number 'test accuracy [0-9.]+%' "$two")

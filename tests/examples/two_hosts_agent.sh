@@ -11,5 +11,8 @@ host=$1
 [ $# -ge 2 ] || { echo "two_hosts_agent: expected HOST COMMAND..., got '$*'" >&2; exit 255; }
 shift
 ns=$(printf '%s\n' "$BRAID_TWO_HOSTS_MAP" | tr ',' '\n' | sed -n "s/^$host=//p")
-[ -n "$ns" ] || { echo "two_hosts_agent: host '$host' is not in BRAID_TWO_HOSTS_MAP '$BRAID_TWO_HOSTS_MAP'" >&2; exit 255; }
+if [ -z "$ns" ]; then
+  echo "two_hosts_agent: host '$host' is not in BRAID_TWO_HOSTS_MAP '$BRAID_TWO_HOSTS_MAP'" >&2
+  exit 255
+fi
 exec ip netns exec "$ns" unshare --uts sh -c 'hostname "$0" && eval "$1"' "$host" "$*"
