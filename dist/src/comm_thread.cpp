@@ -18,11 +18,25 @@
 #include <chrono>
 #include <cstdio>
 
+#include "flight_recorder.h"
 #include "process_group_impl.h"
 
 namespace braid::dist::detail {
 
 namespace {
+
+// TEMPORARY until MpiBackend::group_id() lands (Part CHECK).
+template <class B>
+int64_t group_of(const B& backend) {
+  if constexpr (requires { backend.group_id(); })
+    return backend.group_id();
+  else
+    return 0;
+}
+
+void record_end(const ThreadWork* work, const std::exception_ptr& error) {
+  FlightRecorder::instance().mark(work, error ? OpState::Failed : OpState::Completed);
+}
 
 std::exception_ptr failure(const MpiTask& task, const std::string& why) {
   return std::make_exception_ptr(
@@ -44,7 +58,7 @@ CommThread& CommThread::instance() {
   return *thread;
 }
 
-// mutex_ held: refuses a closed owner's task, starts the thread if need be, counts the task.
+// mutex_ held: refuses a closed owner's task, starts the thread if need be, counts and records the task.
 void CommThread::admit(MpiTask& task) {
   BRAID_CHECK(!task.owner->closed_ && !stopping_, task.description(),
               ": the process group was shut down (braid::dist::finalize() was called, or the group destroyed)");
@@ -54,6 +68,8 @@ void CommThread::admit(MpiTask& task) {
     thread_ = std::thread([this] { run_loop(); });
   }
   ++task.owner->outstanding_;
+  FlightRecorder::instance().issued(task.work.get(), group_of(*task.owner), task.owner->global_ranks_, task.sig,
+                                    task.label);
 }
 
 WorkHandle CommThread::enqueue(std::unique_ptr<MpiTask> task) {
@@ -82,6 +98,7 @@ void CommThread::wake() { cv_.notify_one(); }
 
 std::pair<std::shared_ptr<ThreadWork>, std::exception_ptr> CommThread::run_collective(MpiTask& task) {
   std::exception_ptr error;
+  FlightRecorder::instance().mark(task.work.get(), OpState::Started);
   try {
     if (task.check_signature) task.owner->check_signatures(task.sig);
     task.collective(task.owner->comm());
@@ -92,6 +109,7 @@ std::pair<std::shared_ptr<ThreadWork>, std::exception_ptr> CommThread::run_colle
   } catch (...) {
     error = std::current_exception();
   }
+  record_end(task.work.get(), error);
   std::shared_ptr<ThreadWork> work = std::move(task.work);
   task.tensors.clear();
   return {std::move(work), std::move(error)};
@@ -168,6 +186,7 @@ void CommThread::post(std::unique_ptr<MpiTask> task) {
       pending->error = failure(*task, e.what());
     }
   }
+  FlightRecorder::instance().mark(task->work.get(), OpState::Started);
   pending->statuses.resize(pending->requests.size());
   pending->task = std::move(task);
   {
@@ -223,6 +242,7 @@ bool CommThread::poll_p2p() {
       if (!error) error = failure(*p.task, e.what());
     }
     MpiBackend* owner = p.task->owner;
+    record_end(p.task->work.get(), error);
     std::shared_ptr<ThreadWork> work = std::move(p.task->work);
     it = pending_.erase(it);           // drops the tensors
     work->complete(std::move(error));  // moved: the waiter may drop the last reference

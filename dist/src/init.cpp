@@ -16,6 +16,7 @@
 
 #include "braid/core/cuda.h"
 #include "braid/dist/trace.h"
+#include "job_monitor.h"
 #include "process_group_impl.h"
 
 namespace braid::dist {
@@ -111,7 +112,9 @@ void finalize_at_exit() {
   try {
     Runtime& rt = runtime();
     if (!rt.initialized || rt.finalized) return;
+    say_goodbye();
     detail::shutdown_backends(/*at_exit=*/true);
+    stop_job_monitor();
     rt.finalized = true;
     int down = 0;
     if (rt.owns_mpi && MPI_Finalized(&down) == MPI_SUCCESS && !down) MPI_Finalize();
@@ -176,6 +179,7 @@ void init(int argc, char** argv) {
   rt.spin = detail::read_flag("BRAID_DIST_SPIN", cores >= 2 * rt.local_size);
 
   detail::world_slot() = detail::make_world_group();
+  if (rt.mpi && rt.size > 1) detail::start_job_monitor();
   detail::g_previous_terminate = std::set_terminate(detail::on_terminate);
   rt.initialized = true;
   std::atexit(detail::finalize_at_exit);
@@ -202,7 +206,9 @@ void finalize() {
   std::lock_guard<std::mutex> lock(detail::g_init_mutex);
   Runtime& rt = detail::runtime();
   if (!rt.initialized || rt.finalized) return;
+  detail::say_goodbye();
   detail::shutdown_backends(/*at_exit=*/false);
+  detail::stop_job_monitor();
   rt.finalized = true;
   int down = 0;
   if (rt.owns_mpi) {

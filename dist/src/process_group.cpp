@@ -208,13 +208,6 @@ std::exception_ptr ThreadWork::exception() {
   return error_;
 }
 
-void abort_on_timeout(const std::string& what, int global_rank) {
-  char seconds[32];
-  std::snprintf(seconds, sizeof seconds, "%g", runtime().timeout_s);
-  braid::dist::abort("braid::dist: " + what + " on rank " + std::to_string(global_rank) + " did not complete within " +
-                     seconds + " s; aborting the job (BRAID_DIST_TIMEOUT sets the limit)");
-}
-
 // ---- backend registry ----
 
 namespace {
