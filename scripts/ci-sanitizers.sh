@@ -1,0 +1,20 @@
+#!/bin/sh
+# CI's sanitizer stage (after the README's test command, see .ci/run); run from the repository root.
+#   1. The whole suite built with AddressSanitizer + UndefinedBehaviorSanitizer (BRAID_SANITIZE=ON) in build-asan.
+#   2. The data loader and every multi-rank (process group, DDP, pipeline, ...) test under ThreadSanitizer
+#      (BRAID_SANITIZE=thread) in build-tsan, with tests/tsan.supp and one OpenMP thread (tests/CMakeLists.txt says why).
+# Any sanitizer report fails its test: UBSan stops at its first report instead of printing and going on, ASan and
+# TSan fail the process by default. JOBS (default: nproc) sets the build and test parallelism.
+set -e
+JOBS="${JOBS:-$(nproc)}"
+COMMON_FLAGS="-DCMAKE_BUILD_TYPE=Release -DBRAID_CUDA=OFF -DBRAID_BUILD_BENCH=OFF"
+
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+cmake -S . -B build-asan $COMMON_FLAGS -DBRAID_SANITIZE=ON
+cmake --build build-asan -j"$JOBS"
+ctest --test-dir build-asan --output-on-failure -j"$JOBS"
+
+# Only what these tests need: the library, the two test executables and the failing-rank helper.
+cmake -S . -B build-tsan $COMMON_FLAGS -DBRAID_SANITIZE=thread -DBRAID_BUILD_EXAMPLES=OFF
+cmake --build build-tsan -j"$JOBS" --target braid_nn_tests braid_dist_tests braid_dist_throwing_rank
+OMP_NUM_THREADS=1 ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -R '^(DataLoaderTest|dist)\.'
