@@ -13,6 +13,7 @@
 #include "braid/nn/init.h"
 #include "braid/nn/layers.h"
 #include "braid/nn/module.h"
+#include "braid/nn/nonfinite.h"
 #include "braid/nn/parallel_attributes.h"
 #include "braid/optim/adam.h"
 #include "braid/optim/clip_grad.h"
