@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <map>
 #include <string>
 #include <sstream>
@@ -28,13 +29,17 @@ using detail::ranks_str;
 
 // The broadcast from rank 0 and the gradient average run over DDP's group: for a shard whose other shards live on
 // ranks of that group, they would overwrite each shard with rank 0's and average different parts of the parameter.
-void check_not_across_shards(const std::string& name, const Tensor& p, const ProcessGroup& group) {
+// Returns what is wrong (empty when nothing is): the ranks agree on the outcome in check_same_model, since only
+// some of them may hold such a shard.
+std::string across_shards_problem(const std::string& name, const Tensor& p, const ProcessGroup& group) {
   nn::ParallelAttributes a = nn::parallel_attributes(p);
-  if (!a.is_sharded() || !a.group) return;
+  if (!a.is_sharded() || !a.group) return "";
   std::vector<int> shared = detail::shared_ranks(*a.group, group);
-  BRAID_CHECK(shared.size() <= 1, "DistributedDataParallel: parameter '", name, "' is sharded over the group ",
-              ranks_str(a.group->ranks()), ", which shares ranks ", ranks_str(shared), " with DDP's group ",
-              ranks_str(group.ranks()), "; DDP must run over the data-parallel group, whose ranks hold the same shard");
+  if (shared.size() <= 1) return "";
+  std::ostringstream os;
+  os << "parameter '" << name << "' is sharded over the group " << ranks_str(a.group->ranks()) << ", which shares ranks "
+     << ranks_str(shared) << " with DDP's group " << ranks_str(group.ranks());
+  return os.str();
 }
 
 // One line per parameter and buffer: what every rank's model must agree on before the broadcast writes rank 0's
@@ -122,18 +127,44 @@ std::string layout_mismatch(const std::vector<std::vector<std::string>>& layouts
   return os.str();
 }
 
-// Every rank learns whether all ranks' layouts match from one small all_gather of a fingerprint; only when they
-// do not, the layouts themselves travel, so that every rank throws the same error naming the first difference.
+// The same error on every rank, naming each rank's shard problem (`problem`: this rank's, or empty).
+[[noreturn]] void fail_across_shards(const std::string& problem, ProcessGroup& group) {
+  std::vector<std::vector<std::string>> all =
+      gather_layouts(problem.empty() ? std::vector<std::string>{} : std::vector<std::string>{problem}, group);
+  std::ostringstream os;
+  os << "DistributedDataParallel:";
+  for (size_t r = 0; r < all.size(); ++r)
+    if (!all[r].empty()) os << " on rank " << group.ranks()[r] << ", " << all[r].front() << ";";
+  os << " DDP must run over the data-parallel group, whose ranks hold the same shard";
+  BRAID_FAIL(os.str());
+}
+
+// Every rank learns whether all ranks' layouts match, and whether any rank holds a shard spread over DDP's group,
+// from one small all_gather (a fingerprint and a flag per rank); only when something is wrong, the texts travel, so
+// that every rank throws the same error naming the first difference.
 void check_same_model(const std::vector<std::string>& names, const std::vector<Tensor>& params,
-                      const nn::Module& module, ProcessGroup& group) {
-  if (group.size() < 2) return;
+                      const nn::Module& module, const std::string& shard_problem, ProcessGroup& group) {
+  if (group.size() < 2) {
+    BRAID_CHECK(shard_problem.empty(), "DistributedDataParallel: ", shard_problem);
+    return;
+  }
   const std::vector<std::string> lines = model_layout(names, params, module);
   const int64_t mine = layout_fingerprint(lines);
-  Tensor all = empty({int64_t(group.size())}, TensorOptions(DType::Int64, Device::cpu()));
-  group.all_gather(all, from_vector(std::vector<int64_t>{mine}))->wait();
-  const std::vector<int64_t> prints = all.to_vector<int64_t>();
-  if (std::all_of(prints.begin(), prints.end(), [&](int64_t f) { return f == prints.front(); })) return;
-  BRAID_FAIL(layout_mismatch(gather_layouts(lines, group), group));
+  Tensor all = empty({2 * int64_t(group.size())}, TensorOptions(DType::Int64, Device::cpu()));
+  group.all_gather(all, from_vector(std::vector<int64_t>{mine, shard_problem.empty() ? 0 : 1}))->wait();
+  const std::vector<int64_t> got = all.to_vector<int64_t>();
+  bool same = true, shards_ok = true;
+  for (size_t r = 0; r < got.size(); r += 2) {
+    same = same && got[r] == got[0];
+    shards_ok = shards_ok && got[r + 1] == 0;
+  }
+  if (!shards_ok) fail_across_shards(shard_problem, group);
+  if (!same) BRAID_FAIL(layout_mismatch(gather_layouts(lines, group), group));
+}
+
+// A flat tensor holding `values` on `device`.
+Tensor int64_on(const std::vector<int64_t>& values, Device device) {
+  return ops::to_device(from_vector(values), device);
 }
 
 }  // namespace
@@ -141,10 +172,12 @@ void check_same_model(const std::vector<std::string>& names, const std::vector<T
 // Everything the autograd hooks touch. The destructor removes the hooks; they hold the state weakly all the same.
 //
 // A bucket is one flat buffer: the gradients of its parameters one after another, then one flag per parameter
-// (1 where this rank produced a gradient for it since the last synchronised pass, else 0). The flags ride in the
-// same all-reduce, so every rank learns, with no extra message, how many ranks used each parameter: a missing
-// gradient is then an error on every rank alike (not on one rank while the others wait at the next collective),
-// and with find_unused_parameters a parameter that no rank used keeps its .grad as it was.
+// (1 where this rank produced a gradient for it since the last synchronised pass, else 0), then a leave slot. The
+// flags ride in the same all-reduce, so every rank learns, with no extra message, how many ranks used each
+// parameter: a missing gradient is then an error on every rank alike (not on one rank while the others wait at the
+// next collective), and with find_unused_parameters a parameter that no rank used keeps its .grad as it was. The
+// leave slot is 0 in a pass; a rank whose DDP is destroyed sends 1 there in the first bucket's shape, so the ranks
+// still stepping learn, in the all-reduce they were waiting in, that it left.
 struct DistributedDataParallel::State {
   struct Bucket {
     std::vector<size_t> params;    // parameter indices, in the order their gradients sit in the buffer
@@ -156,6 +189,7 @@ struct DistributedDataParallel::State {
   };
 
   std::shared_ptr<ProcessGroup> group;
+  Joinable* owner = nullptr;  // the wrapper, for the Join it may be in
   DDPOptions options;
   std::vector<std::string> names;  // of every parameter, as named_parameters() gives them
   std::vector<Tensor> params;      // every parameter (those not requiring grad have no bucket)
@@ -168,7 +202,11 @@ struct DistributedDataParallel::State {
   std::vector<char> used;          // ... or in a no_sync pass since the last synchronised one
   bool sync = true;                // false under no_sync()
   bool pass_active = false;
-  double inv_world = 1;    // 1 / group size
+  double inv_world = 1;    // 1 / the number of ranks the current pass's sum is divided by
+  int active = 1;          // ranks that take part in the current pass (fewer once some joined)
+  int root = 0;            // the group rank the buffers come from after the current pass
+  int64_t steps = 0;       // synchronised passes this rank started
+  bool divide_by_initial_world_size = true;  // of the Join this wrapper was last put in
   size_t next_launch = 0;  // buckets start in index order on every rank, whatever order they fill in
   std::vector<autograd::HookHandle> hooks;  // one per parameter with a bucket
 
@@ -206,6 +244,7 @@ struct DistributedDataParallel::State {
     used[i] = 1;
     if (!sync) return;
     if (!pass_active) {
+      begin_pass();
       pass_active = true;
       for (auto& b : buckets) b.pending = b.params.size();
       auto guard = std::make_shared<PassGuard>(self);
@@ -217,6 +256,19 @@ struct DistributedDataParallel::State {
     Bucket& b = buckets[size_t(bucket_of[i])];
     copy_in(b, slot_of[i], leaf.grad());
     if (--b.pending == 0) launch_ready();
+  }
+
+  // Counts the step and, inside a Join, learns which ranks still step: the divisor and the buffers' root follow.
+  void begin_pass() {
+    ++steps;
+    const int size = group->size();
+    active = size;
+    root = 0;
+    if (const JoinRound* round = Join::notify_join_context(*owner)) {
+      active = int(round->active.size());
+      root = round->active.front();
+    }
+    inv_world = 1.0 / double(divide_by_initial_world_size ? size : active);
   }
 
   void check_unchanged(size_t i, const Tensor& grad) const {
@@ -250,7 +302,7 @@ struct DistributedDataParallel::State {
 
   void launch(Bucket& b) {
     NoGradGuard no_grad;
-    std::vector<double> flags(b.params.size());
+    std::vector<double> flags(b.params.size() + 1, 0.0);  // the last: the leave slot
     for (size_t k = 0; k < b.params.size(); ++k) flags[k] = used[b.params[k]] ? 1.0 : 0.0;  // sum: ranks using it
     // One copy for all flags (one transfer rather than a kernel per parameter when the bucket is on a GPU).
     ops::copy_(ops::narrow(b.buffer, 0, b.flags_offset, int64_t(flags.size())), from_vector(flags));
@@ -292,14 +344,14 @@ struct DistributedDataParallel::State {
     }
     next_launch = buckets.size();
     drain();
-    if (options.broadcast_buffers && !buffers.empty()) broadcast_from_root(buffers);
 
-    const int world = group->size();
+    const int world = active;
     std::vector<std::pair<size_t, int64_t>> missing;  // parameter, number of ranks that gave it a gradient
     std::vector<int64_t> users(params.size(), 0);
+    int64_t leavers = 0;
     for (auto& b : buckets) {
       Tensor flags = ops::to_device(
-          ops::to_dtype(ops::narrow(b.buffer, 0, b.flags_offset, int64_t(b.params.size())), DType::Float64),
+          ops::to_dtype(ops::narrow(b.buffer, 0, b.flags_offset, int64_t(b.params.size()) + 1), DType::Float64),
           Device::cpu());
       const double* f = flags.data<double>();
       for (size_t k = 0; k < b.params.size(); ++k) {
@@ -307,7 +359,13 @@ struct DistributedDataParallel::State {
         users[i] = std::llround(f[k]);
         if (users[i] < world) missing.emplace_back(i, users[i]);
       }
+      if (&b == &buckets.front()) leavers = std::llround(f[b.params.size()]);
     }
+    if (leavers > 0) {
+      std::fill(used.begin(), used.end(), 0);
+      fail_step_counts(false);
+    }
+    if (options.broadcast_buffers && !buffers.empty()) broadcast_from_root(buffers, root);
     if (!missing.empty() && !options.find_unused_parameters) {
       std::sort(missing.begin(), missing.end());
       std::ostringstream os;
@@ -341,15 +399,75 @@ struct DistributedDataParallel::State {
     std::fill(used.begin(), used.end(), 0);
   }
 
-  // Copies group rank 0's values of `tensors` to every rank; all broadcasts start before any is waited on.
-  void broadcast_from_root(const std::vector<Tensor>& tensors) {
+  // Every rank's step count, and whether it left: the same error on every rank, naming them.
+  [[noreturn]] void fail_step_counts(bool leaving) {
+    const int p = group->size();
+    Tensor all = empty({2 * int64_t(p)}, TensorOptions(DType::Int64, buckets.front().buffer.device()));
+    group->all_gather(all, int64_on({steps, leaving ? 1 : 0}, all.device()))->wait();
+    const std::vector<int64_t> got = ops::to_device(all, Device::cpu()).to_vector<int64_t>();
+    std::ostringstream os;
+    os << "DistributedDataParallel: the ranks ran different numbers of synchronised steps (backward passes):";
+    for (int r = 0; r < p; ++r)
+      os << (r ? "," : "") << " rank " << group->ranks()[size_t(r)] << " ran " << got[2 * size_t(r)] << " steps"
+         << (got[2 * size_t(r) + 1] ? " (then its DistributedDataParallel was destroyed)" : " (still stepping)");
+    os << "; give every rank the same number of batches (e.g. a DistributedSampler with drop_last), or wrap the "
+          "training loop in a dist::Join (auto join = ddp.join();), whose finished ranks shadow the others' steps";
+    BRAID_FAIL(os.str());
+  }
+
+  // A rank whose wrapper goes away: first bucket's all-reduce with the leave slot set. If the others are still
+  // stepping (they were in that all-reduce, not leaving too), it matches the rest of their pass with zeros and
+  // every rank throws the step counts.
+  void say_goodbye() {
+    NoGradGuard no_grad;
+    auto scratch = [](const Bucket& b) { return zeros(b.buffer.shape(), TensorOptions(b.buffer.dtype(), b.buffer.device())); };
+    const Bucket& first = buckets.front();
+    Tensor bye = scratch(first);
+    ops::fill_(ops::narrow(bye, 0, first.flags_offset + int64_t(first.params.size()), 1), 1);
+    group->all_reduce(bye, ReduceOp::Sum)->wait();
+    const double leavers =
+        ops::to_device(ops::to_dtype(ops::narrow(bye, 0, bye.numel() - 1, 1), DType::Float64), Device::cpu())
+            .to_vector<double>()
+            .front();
+    if (std::llround(leavers) >= group->size()) return;  // every rank leaves here: the steps matched
+    std::vector<WorkHandle> works;
+    for (size_t bi = 1; bi < buckets.size(); ++bi) works.push_back(group->all_reduce(scratch(buckets[bi]), ReduceOp::Sum));
+    for (auto& w : works) w->wait();
+    fail_step_counts(true);
+  }
+
+  // On a joined rank: the collectives of one pass of the ranks still stepping, with zero gradients and flags.
+  void shadow_pass(const JoinRound& round) {
+    NoGradGuard no_grad;
+    std::vector<WorkHandle> works;
+    for (auto& b : buckets) {
+      ops::fill_(b.buffer, 0);
+      works.push_back(group->all_reduce(b.buffer, ReduceOp::Sum));
+    }
+    for (auto& w : works) w->wait();
+    if (options.broadcast_buffers && !buffers.empty()) broadcast_from_root(buffers, round.active.front());
+  }
+
+  // Once every rank joined: the model of a rank that stepped last (the highest such group rank) goes to every rank.
+  void sync_final_model(bool is_last_joiner) {
+    const Device device = params.empty() ? Device::cpu() : params.front().device();
+    Tensor from = int64_on({is_last_joiner ? int64_t(group->rank()) : int64_t(-1)}, device);
+    group->all_reduce(from, ReduceOp::Max)->wait();
+    const int source = int(ops::to_device(from, Device::cpu()).to_vector<int64_t>().front());
+    std::vector<Tensor> all = params;
+    all.insert(all.end(), buffers.begin(), buffers.end());
+    broadcast_from_root(all, source);
+  }
+
+  // Copies group rank `source`'s values of `tensors` to every rank; all broadcasts start before any is waited on.
+  void broadcast_from_root(const std::vector<Tensor>& tensors, int source = 0) {
     std::vector<std::pair<Tensor, Tensor>> staged;  // (destination, the contiguous copy that travelled)
     std::vector<WorkHandle> works;
     NoGradGuard no_grad;
     for (const auto& t : tensors) {
       if (!t.defined() || t.numel() == 0) continue;
       Tensor buf = t.is_contiguous() ? t : ops::contiguous(t);
-      works.push_back(group->broadcast(buf, 0));
+      works.push_back(group->broadcast(buf, source));
       if (!buf.same(t)) staged.emplace_back(t, buf);
     }
     for (auto& w : works) w->wait();
@@ -368,18 +486,21 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared
   state_ = std::make_shared<State>();
   State& s = *state_;
   s.group = group_;
+  s.owner = this;
   s.options = options_;
   s.inv_world = 1.0 / double(s.group->size());
+  s.active = s.group->size();
+  std::string shard_problem;  // the first; agreed on in check_same_model
   for (auto& [name, p] : module_.named_parameters()) {
     BRAID_CHECK(p.defined(), "DistributedDataParallel: parameter '", name, "' is undefined");
-    check_not_across_shards(name, p, *group_);
+    if (shard_problem.empty()) shard_problem = across_shards_problem(name, p, *group_);
     s.names.push_back(name);
     s.params.push_back(p);
   }
   for (auto& b : module_.buffers())
     if (b.defined()) s.buffers.push_back(b);
 
-  check_same_model(s.names, s.params, module_, *group_);
+  check_same_model(s.names, s.params, module_, shard_problem, *group_);
 
   // Every rank starts from rank 0's parameters and buffers.
   {
@@ -443,7 +564,8 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared
     const Tensor& first = s.params[b.params.front()];
     // On huge pages: MPI's shared-memory transfers then pin a few 2 MiB pages rather than hundreds of small ones,
     // which halved a 1 MiB bucket's all-reduce between two ranks here.
-    b.buffer = zeros_on_huge_pages({offset + int64_t(b.params.size())}, TensorOptions(first.dtype(), first.device()));
+    b.buffer =
+        zeros_on_huge_pages({offset + int64_t(b.params.size()) + 1}, TensorOptions(first.dtype(), first.device()));
   }
 
   std::weak_ptr<State> weak = state_;
@@ -457,9 +579,40 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module, std::shared
 
 // Nothing is in flight outside a backward pass, and a pass still running keeps the state alive through its
 // queued finalizer. The hooks go with the wrapper: a model wrapped again and again keeps none of the old ones.
-DistributedDataParallel::~DistributedDataParallel() {
+// While an exception unwinds, the others are left to that error (or the timeout): no goodbye, which could throw.
+DistributedDataParallel::~DistributedDataParallel() noexcept(false) {
   for (auto& hook : state_->hooks) hook.remove();
+  state_->owner = nullptr;
+  const bool goodbye = !state_->buckets.empty() && group_->size() > 1 && dist::is_initialized() &&
+                       !join_context() && std::uncaught_exceptions() == 0;
+  if (goodbye) state_->say_goodbye();
 }
+
+namespace {
+
+// What a joined rank runs for DDP: each step of the others, their gradient all-reduces; at the end, the final model.
+class DdpJoinHook : public JoinHook {
+ public:
+  explicit DdpJoinHook(std::shared_ptr<DistributedDataParallel::State> state) : state_(std::move(state)) {}
+  void main_hook(const JoinRound& round) override { state_->shadow_pass(round); }
+  void post_hook(bool is_last_joiner) override { state_->sync_final_model(is_last_joiner); }
+
+ private:
+  std::shared_ptr<DistributedDataParallel::State> state_;
+};
+
+}  // namespace
+
+std::unique_ptr<JoinHook> DistributedDataParallel::join_hook(const JoinOptions& options) {
+  state_->divide_by_initial_world_size = options.divide_by_initial_world_size;
+  return std::make_unique<DdpJoinHook>(state_);
+}
+
+Device DistributedDataParallel::join_device() const {
+  return state_->buckets.empty() ? Device::cpu() : state_->buckets.front().buffer.device();
+}
+
+int64_t DistributedDataParallel::steps() const { return state_->steps; }
 
 const std::vector<std::vector<size_t>>& DistributedDataParallel::bucket_assignment() const {
   return state_->assignment;

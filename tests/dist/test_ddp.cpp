@@ -299,15 +299,16 @@ TEST(DistributedDataParallel, FirstBucketLaunchedHoldsTheLastLayerAndStartsDurin
     Batch b = slice_of(global_batch(group->size() * kBatchPerRank, 9), group->rank());
     nn::mse_loss(model.forward(b.x), b.y).backward();
     group->on_all_reduce = nullptr;
-    // One all-reduce per bucket, each of the bucket's gradients plus one flag per parameter, in bucket order.
+    // One all-reduce per bucket, each of the bucket's gradients plus one flag per parameter and the leave slot, in
+    // bucket order.
     std::vector<int64_t> expected;
     for (const auto& bucket : ddp.bucket_assignment()) {
-      int64_t n = 0;
+      int64_t n = 1;
       for (size_t i : bucket) n += model.parameters()[i].numel() + 1;
       expected.push_back(n);
     }
     EXPECT_EQ(group->all_reduce_numels, expected);
-    EXPECT_EQ(group->all_reduce_numels.front(), kOut + 1);
+    EXPECT_EQ(group->all_reduce_numels.front(), kOut + 2);
     ASSERT_FALSE(first_layer_grad_known.empty());
     // With overlap the last layer's bucket is on its way before backward reaches the first layer.
     EXPECT_EQ(first_layer_grad_known.front(), !overlap);

@@ -90,6 +90,21 @@ TEST(DdpModelCheck, DifferentBufferShapeThrowsOnEveryRank) {
   expect_contains(msg, "rank 0: buffer stats [4] float32, rank 1: buffer stats [5] float32");
 }
 
+// Only rank 1 marks a parameter as sharded over the whole world (which DDP's group then spans): every rank throws
+// the same error naming rank 1 and the parameter, instead of rank 1 alone while the others wait in the next check.
+TEST(DdpModelCheck, ShardSpanningTheGroupOnOneRankOnlyThrowsOnEveryRank) {
+  REQUIRE_RANKS(2);
+  auto world = dist::world();
+  nn::Sequential model(nn::Linear(8, 16), nn::ReLU(), nn::Linear(16, 4));
+  if (dist::rank() == 1)
+    nn::set_parallel_attributes(model->named_parameters()[0].second,
+                                {.shard_dim = 0, .num_shards = world->size(), .shard_rank = 1, .group = world});
+  std::string msg = ddp_error(*model);
+  expect_contains(msg, "on rank 1, parameter '0.weight' is sharded over the group");
+  expect_contains(msg, "data-parallel group");
+  EXPECT_EQ(msg.find("on rank 0,"), std::string::npos) << msg;
+}
+
 TEST(DdpModelCheck, SameModelOnEveryRankIsAccepted) {
   nn::Sequential model(nn::Linear(8, 16), nn::ReLU(), nn::Linear(16, 4));
   DistributedDataParallel ddp(*model);

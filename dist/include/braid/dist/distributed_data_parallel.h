@@ -7,11 +7,19 @@
 // When backward ends, .grad holds the averaged gradients (a view of the bucket, or a copy:
 // DDPOptions::gradient_as_bucket_view), so the optimizer's step() sees them. no_sync() skips the all-reduce
 // (gradients accumulate locally).
+//
+// Every rank must run the same number of synchronised backward passes ("steps"). With uneven inputs, wrap the loop
+// in a Join (`auto join = ddp.join();`, see join.h): ranks that run out of batches shadow the others' all-reduces
+// with zeros until all are done, and then every rank takes the model of a rank that ran the most steps. Without
+// one, a rank whose DistributedDataParallel is destroyed while the others still step makes every rank throw a
+// braid::Error naming each rank's step count ("rank 0 ran 12 steps, rank 1 ran 10"), from the others' backward and
+// from this destructor.
 #pragma once
 
 #include <memory>
 #include <vector>
 
+#include "braid/dist/join.h"
 #include "braid/dist/process_group.h"
 #include "braid/nn/module.h"
 
@@ -33,13 +41,16 @@ struct DDPOptions {
   bool gradient_as_bucket_view = true;
 };
 
-class DistributedDataParallel {
+class DistributedDataParallel : public Joinable {
  public:
   // `group`: the data-parallel group (the world by default). Everything goes over it, the initial broadcast from
   // its rank 0 included; a null group or a non-member group (a rank outside the new_group list) is an error.
   explicit DistributedDataParallel(nn::Module& module, std::shared_ptr<ProcessGroup> group = world(),
                                    DDPOptions options = {});
-  ~DistributedDataParallel();
+  // Over a group of two or more ranks, and unless an exception is unwinding or dist is finalized, tells the other
+  // ranks this one is done (one all-reduce of the first bucket's size): it throws the step-count error above when
+  // the others are still stepping.
+  ~DistributedDataParallel() noexcept(false) override;
   DistributedDataParallel(const DistributedDataParallel&) = delete;
   DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
 
@@ -61,6 +72,15 @@ class DistributedDataParallel {
     bool prev_;
   };
   [[nodiscard]] NoSync no_sync() { return NoSync(*this); }
+
+  // A Join over this model alone (PyTorch's ddp.join()): `auto join = ddp.join(); for (...) { ... }`.
+  [[nodiscard]] Join join(JoinOptions options = {}) { return Join({this}, options); }
+  // Synchronised backward passes this rank has run (each one all-reduce of every bucket).
+  int64_t steps() const;
+
+  std::unique_ptr<JoinHook> join_hook(const JoinOptions& options) override;
+  std::shared_ptr<ProcessGroup> join_process_group() const override { return group_; }
+  Device join_device() const override;
 
   struct State;
 
