@@ -28,7 +28,7 @@ struct RecordedOp {
   Signature sig;
   std::array<char, 72> label{};  // an internal operation's or batch's label (truncated); empty: describe(sig)
   OpState state = OpState::Issued;
-  int64_t issued_ns = 0, started_ns = 0, ended_ns = 0;  // steady_clock
+  int64_t issued_ns = 0, started_ns = 0, ended_ns = 0;  // now_ns()
   bool finished() const { return state == OpState::Completed || state == OpState::Failed; }
 };
 
@@ -67,6 +67,6 @@ class FlightRecorder {
   std::vector<std::vector<int>> ranks_;    // by group id
 };
 
-int64_t now_ns();  // steady_clock
+int64_t now_ns();  // CLOCK_MONOTONIC_COARSE
 
 }  // namespace braid::dist::detail

@@ -271,7 +271,12 @@ int main(int argc, char** argv) {
     dist::finalize();
     return 0;
   } catch (const cxxopts::exceptions::exception& e) {
-    if (main_rank) std::fprintf(stderr, "fashion_mnist: %s\n%s\n", e.what(), cli.help().c_str());
+    // Any rank may be the one given bad flags (mpirun MPMD): it says so, and its goodbye at exit ends the ranks
+    // that wait for it.
+    if (main_rank)
+      std::fprintf(stderr, "fashion_mnist: %s\n%s\n", e.what(), cli.help().c_str());
+    else
+      std::fprintf(stderr, "fashion_mnist (rank %d): %s\n", dist::rank(), e.what());
     return 2;
   } catch (const Error& e) {
     // Under mpirun the other ranks would wait for this one forever: end them all.

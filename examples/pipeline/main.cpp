@@ -217,11 +217,19 @@ int main(int argc, char** argv) {
     dist::finalize();
     return 0;
   } catch (const cxxopts::exceptions::exception& e) {
-    if (main_rank) std::fprintf(stderr, "pipeline: %s\n%s\n", e.what(), cli.help().c_str());
+    // Any rank may be the one given bad flags (mpirun MPMD): it says so, and its goodbye (finalize) ends the ranks
+    // that wait for it.
+    if (main_rank)
+      std::fprintf(stderr, "pipeline: %s\n%s\n", e.what(), cli.help().c_str());
+    else
+      std::fprintf(stderr, "pipeline (rank %d): %s\n", dist::rank(), e.what());
     dist::finalize();
     return 2;
   } catch (const UsageError& e) {
-    if (main_rank) std::fprintf(stderr, "pipeline: %s\n", e.what());
+    if (main_rank)
+      std::fprintf(stderr, "pipeline: %s\n", e.what());
+    else
+      std::fprintf(stderr, "pipeline (rank %d): %s\n", dist::rank(), e.what());
     dist::finalize();
     return 2;
   } catch (const std::exception& e) {

@@ -44,3 +44,23 @@ if(EXISTS /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz)
                      -P ${braid_bad_input_script})
   endforeach()
 endif()
+# Bad flags on one rank only (mpirun MPMD: the others' flags are fine): the job still ends within seconds, every rank,
+# with that rank's parse error (the rank says it; its goodbye at exit ends the ranks that wait for it).
+set(braid_one_rank_script ${CMAKE_CURRENT_SOURCE_DIR}/dist/check_job_fails.cmake)
+string(REPLACE ";" "|" braid_one_rank_mpiexec "${braid_mpiexec}")
+foreach(example array_mean pipeline gpt)
+  set(one_rank_job "${braid_one_rank_mpiexec}|${MPIEXEC_NUMPROC_FLAG}|1|$<TARGET_FILE:${example}>|:")
+  string(APPEND one_rank_job "|${MPIEXEC_NUMPROC_FLAG}|1|$<TARGET_FILE:${example}>")
+  add_test(NAME example.${example}_bad_flag_on_rank_1
+           COMMAND ${CMAKE_COMMAND} "-DCOMMAND=${one_rank_job}|--no-such-flag" -DMAX_SECONDS=20
+                   "-DEXPECT=${example} \\(rank 1\\): .*no-such-flag" -P ${braid_one_rank_script})
+  set_tests_properties(example.${example}_bad_flag_on_rank_1 PROPERTIES TIMEOUT 60 PROCESSORS 2
+                       ENVIRONMENT "BRAID_DIST_TIMEOUT=120")
+endforeach()
+add_test(NAME example.array_mean_help_on_rank_1
+         COMMAND ${CMAKE_COMMAND}
+                 "-DCOMMAND=${braid_one_rank_mpiexec}|${MPIEXEC_NUMPROC_FLAG}|1|$<TARGET_FILE:array_mean>|:|${MPIEXEC_NUMPROC_FLAG}|1|$<TARGET_FILE:array_mean>|--help"
+                 -DMAX_SECONDS=20 "-DEXPECT=rank 1 left the job" -P ${braid_one_rank_script})
+set_tests_properties(example.array_mean_help_on_rank_1 PROPERTIES TIMEOUT 60 PROCESSORS 2
+                     ENVIRONMENT "BRAID_DIST_TIMEOUT=120")
+include(${CMAKE_CURRENT_LIST_DIR}/nonfinite_tests.cmake)
