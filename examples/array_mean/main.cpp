@@ -20,7 +20,10 @@
 #include <cxxopts.hpp>
 #include <vector>
 
+#include "cli_values.h"
+
 using namespace braid;
+using examples::int_flag;
 
 namespace {
 
@@ -101,11 +104,11 @@ int main(int argc, char** argv) {
   cxxopts::Options cli("array_mean", "Mean of a chunked random array over MPI ranks and OpenMP threads");
   // clang-format off
   cli.add_options()
-    ("size", "the array is size x size float64", cxxopts::value<int64_t>()->default_value("10000"))
-    ("chunk", "chunks are chunk x chunk", cxxopts::value<int64_t>()->default_value("1000"))
+    ("size", "the array is size x size float64", examples::text_value("10000"))
+    ("chunk", "chunks are chunk x chunk", examples::text_value("1000"))
     ("threads", "OpenMP threads per rank (0: OMP_NUM_THREADS, or the cores shared among this host's ranks)",
-     cxxopts::value<int>()->default_value("0"))
-    ("seed", "seed of the array", cxxopts::value<uint64_t>()->default_value("0"))
+     examples::text_value("0"))
+    ("seed", "seed of the array", examples::text_value("0"))
     ("no-serial", "skip the single-thread reference run")
     ("h,help", "show this help");
   // clang-format on
@@ -117,10 +120,10 @@ int main(int argc, char** argv) {
       if (main_rank) std::printf("%s\n", cli.help().c_str());
       return 0;
     }
-    Layout a{args["size"].as<int64_t>(), args["chunk"].as<int64_t>(), 0, args["seed"].as<uint64_t>()};
-    BRAID_CHECK(a.size >= 1 && a.chunk >= 1, "--size and --chunk must be positive, got ", a.size, " and ", a.chunk);
-    a.grid = (a.size + a.chunk - 1) / a.chunk;
-    int threads = args["threads"].as<int>();
+    Layout a{int_flag(args, "size", 1), int_flag(args, "chunk", 1), 0, examples::seed_flag(args)};
+    a.grid = a.size / a.chunk + (a.size % a.chunk != 0);  // size + chunk - 1 could overflow
+    // OpenMP starts every thread asked for: far more than any host has cores ends the process in libgomp.
+    int threads = int(int_flag(args, "threads", 0, examples::kMaxThreads));
     if (threads <= 0)
       threads = std::getenv("OMP_NUM_THREADS") ? omp_get_max_threads()
                                                : std::max(1, omp_get_num_procs() / dist::local_world_size());

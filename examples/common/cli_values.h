@@ -12,6 +12,10 @@
 
 namespace braid::examples {
 
+// The most CPU threads a --threads flag may ask for: OpenMP starts every thread asked for, and far more than any
+// host has cores ends the process inside libgomp instead of with a message.
+constexpr int64_t kMaxThreads = 4096;
+
 // A bad command line (a value, or flags that do not fit together): the same on every rank of a job, so each rank
 // can report it and leave without aborting the others.
 class UsageError : public Error {

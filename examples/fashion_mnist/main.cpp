@@ -22,6 +22,8 @@
 #include <filesystem>
 #include <memory>
 
+#include "nonfinite_stop.h"
+
 using namespace braid;
 
 namespace {
@@ -131,6 +133,8 @@ int main(int argc, char** argv) {
     ("ddp", "data-parallel over the ranks of mpirun (DistributedDataParallel)")
     ("bucket-mb", "with --ddp: gradient bucket size in MiB", cxxopts::value<double>()->default_value("25"))
     ("no-overlap", "with --ddp: all-reduce after backward instead of during it (to measure the overlap)")
+    ("stop-on-nonfinite", "stop (exit 1) at the first step whose loss or a gradient is NaN or infinite, naming the "
+     "step and the parameter")
     ("h,help", "show this help");
   // clang-format on
   bool main_rank = true;  // until dist::init has said otherwise
@@ -234,6 +238,9 @@ int main(int argc, char** argv) {
         optimizer.zero_grad();
         Tensor loss = nn::cross_entropy(model(to(batch.data, device)), to(batch.target, device));
         loss.backward();
+        if (args.count("stop-on-nonfinite"))  // with --ddp the gradients are all-reduced: every rank finds alike
+          examples::stop_on_nonfinite("epoch " + std::to_string(epoch) + " step " + std::to_string(step + 1), loss,
+                                      model->named_parameters(), ddp_on ? world.get() : nullptr);
         optimizer.step();
         schedule.step();
         ops::add_(loss_sum, loss.detach());

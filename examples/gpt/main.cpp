@@ -13,9 +13,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <numbers>
 
 #include "gpt_model.h"
+#include "nonfinite_stop.h"
 #include "run_config.h"
 #include "text_data.h"
 
@@ -107,8 +109,12 @@ int train(const gpt::RunConfig& c) {
     auto [x, y] = batches.next(c.batch_size);
     optimizer.zero_grad();
     Tensor loss = model->loss(to(x, device), to(y, device));
+    if (step == c.nan_loss_at_step) loss = loss * std::numeric_limits<double>::quiet_NaN();
     loss.backward();
     model->finish_gradients();
+    // Before clipping, which would spread one rank's NaN over every gradient.
+    if (c.stop_on_nonfinite)
+      examples::stop_on_nonfinite("step " + std::to_string(step), loss, model->named_parameters(), dist::world().get());
     if (c.grad_clip > 0) dist::clip_grad_norm_(model->parameters(), c.grad_clip);
     optimizer.step();
     schedule.step();

@@ -49,6 +49,9 @@ cxxopts::Options make_options() {
     ("device", "cpu, cuda or cuda:N", text("cpu"))
     ("threads", "CPU threads per rank (0: OMP_NUM_THREADS, or the cores shared among this host's ranks)", text("0"))
     ("data", "the fortunes folder", text(default_fortunes_root))
+    ("stop-on-nonfinite", "stop (on every rank, exit 1) at the first step whose loss or a gradient is NaN or infinite, "
+     "naming the step and the parameter")
+    ("nan-loss-at-step", "testing: make this step's loss NaN, to try --stop-on-nonfinite (0: never)", text("0"))
     ("h,help", "show this help");
   // clang-format on
   return cli;
@@ -106,7 +109,9 @@ std::vector<std::pair<std::string, std::string>> flag_values(const RunConfig& c)
           {"temperature", exact(c.temperature)},
           {"device", c.device},
           {"threads", std::to_string(c.threads)},
-          {"data", c.data}};
+          {"data", c.data},
+          {"stop-on-nonfinite", c.stop_on_nonfinite ? "on" : "off"},
+          {"nan-loss-at-step", std::to_string(c.nan_loss_at_step)}};
 }
 
 void read_flags(const cxxopts::ParseResult& args, RunConfig& c) {
@@ -133,8 +138,10 @@ void read_flags(const cxxopts::ParseResult& args, RunConfig& c) {
   c.sample_len = int_flag(args, "sample-len", 0);
   c.temperature = double_flag(args, "temperature", 0, 100, true);
   c.device = args["device"].as<std::string>();
-  c.threads = int_flag(args, "threads", 0, 4096);
+  c.threads = int_flag(args, "threads", 0, examples::kMaxThreads);
   c.data = args["data"].as<std::string>();
+  c.stop_on_nonfinite = args.count("stop-on-nonfinite") > 0;
+  c.nan_loss_at_step = int_flag(args, "nan-loss-at-step", 0);
 }
 
 std::vector<std::string> split_lines(const std::string& text) {

@@ -24,6 +24,8 @@ struct RunConfig {
   double temperature = 0;
   std::string device, data;
   int64_t threads = 0;
+  bool stop_on_nonfinite = false;
+  int64_t nan_loss_at_step = 0;  // a test hook: this step's loss is made NaN
   // Every flag's name and its parsed value as text, in the order the help lists them (what the ranks compare).
   std::vector<std::pair<std::string, std::string>> flags;
 };

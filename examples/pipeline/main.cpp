@@ -19,6 +19,7 @@
 #include <string>
 
 #include "cli_values.h"
+#include "nonfinite_stop.h"
 
 using namespace braid;
 using examples::int_flag;
@@ -42,6 +43,10 @@ cxxopts::Options make_options() {
     ("seed", "random seed for weights and shuffling", text("0"))
     ("threads", "CPU threads per rank (0: OMP_NUM_THREADS, or the cores shared among this host's ranks)", text("0"))
     ("data-dir", "folder with the Fashion-MNIST .gz files", text(data::default_fashion_mnist_root))
+    ("stop-on-nonfinite", "stop (on every rank, exit 1) at the first step whose loss or a gradient is NaN or infinite, "
+     "naming the step and the parameter")
+    ("nan-loss-at-step", "testing: make this step's loss NaN (counted over the run from 1), to try "
+     "--stop-on-nonfinite (0: never)", text("0"))
     ("h,help", "show this help");
   // clang-format on
   return cli;
@@ -65,6 +70,8 @@ struct Config {
   uint64_t seed = 0;
   int threads = 0;
   std::string data_dir;
+  bool stop_on_nonfinite = false;
+  int64_t nan_loss_at_step = 0;  // a test hook: this step's loss is made NaN
 };
 
 dist::PipelineOptions read_pipeline_options(const cxxopts::ParseResult& args, int ranks) {
@@ -103,8 +110,10 @@ Config read_config(const cxxopts::ParseResult& args, int ranks) {
   c.lr = examples::positive_flag(args, "lr");
   c.limit = int_flag(args, "limit", 0);
   c.seed = examples::seed_flag(args);
-  c.threads = count_flag(args, "threads", 0);
+  c.threads = int(int_flag(args, "threads", 0, examples::kMaxThreads));
   c.data_dir = args["data-dir"].as<std::string>();
+  c.stop_on_nonfinite = args.count("stop-on-nonfinite") > 0;
+  c.nan_loss_at_step = int_flag(args, "nan-loss-at-step", 0);
   return c;
 }
 
@@ -151,8 +160,12 @@ void train(const Config& c) {
   auto train_set = load(c, true), test_set = load(c, false);
   manual_seed(c.seed);
   nn::Sequential model = deep_mlp();  // the same weights on every rank; each keeps its stages
-  dist::Pipeline pipe(model, world, c.pipeline,
-                      [](const Tensor& logits, const Tensor& labels) { return nn::cross_entropy(logits, labels); });
+  int64_t global_step = 0;
+  auto loss_fn = [&](const Tensor& logits, const Tensor& labels) {
+    Tensor loss = nn::cross_entropy(logits, labels);
+    return global_step == c.nan_loss_at_step ? loss * std::numeric_limits<double>::quiet_NaN() : loss;
+  };
+  dist::Pipeline pipe(model, world, c.pipeline, loss_fn);
   auto optimizer = make_optimizer(c, pipe.parameters());
   // Every step's batch must have the size the first had (the pipeline exchanges activation shapes once).
   data::DataLoader loader(
@@ -171,9 +184,15 @@ void train(const Config& c) {
   for (int epoch = 1; epoch <= c.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     double loss_sum = 0;
+    int64_t step = 0;
     for (auto& batch : loader) {
+      ++global_step, ++step;
       optimizer->zero_grad();
       Tensor loss = pipe.step(rank == 0 ? batch.data : Tensor(), reports ? batch.target : Tensor());
+      // The stages' parameters differ per rank: the ranks agree on whether any found one.
+      if (c.stop_on_nonfinite)
+        examples::stop_on_nonfinite("epoch " + std::to_string(epoch) + " step " + std::to_string(step), loss,
+                                    pipe.named_parameters(), world.get());
       optimizer->step();
       lr_schedule.step();
       if (reports) loss_sum += loss.item<double>();
