@@ -16,14 +16,14 @@ fi
 exe=$1 mpiexec=$2 work=$3
 agent=$(cd "$(dirname "$0")" && pwd)/two_hosts_agent.sh
 # The same flags on one host and on two; small enough to keep the test near a minute on two busy cores.
-flags=(--limit 20000 --epochs 3 --batch-size 128 --threads 1 --workers 1 --log-every 100000 --device cpu)
-steps=$((20000 * 3 / 128))
+flags=(--limit 10000 --epochs 2 --batch-size 128 --threads 1 --workers 1 --log-every 100000 --device cpu)
+steps=$((10000 * 2 / 128))
 # Percentage points the two-host accuracy may lie below the one-host one (the ranks sum gradients in another order).
 tolerance=0.5
 # Every step's gradients (~0.9 MB) cross the link in some share; a tenth of them per step is far above the launcher's
 # own traffic, so less means the ranks talked some other way.
 min_link_bytes=$((steps * 94000))
-deadline=$((SECONDS + 240))
+deadline=$((SECONDS + 270))  # CTest allows 300 (tests/CMakeLists.txt): room to clean up
 
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
