@@ -1,6 +1,10 @@
 #include "braid/core/random.h"
 
+#include <bit>
 #include <cmath>
+#include <sstream>
+
+#include "braid/core/error.h"
 
 namespace braid {
 
@@ -22,6 +26,32 @@ double Generator::normal() {
   return r * std::cos(2.0 * M_PI * u2);
 }
 
+namespace {
+constexpr const char* state_tag = "mt19937_64";
+}  // namespace
+
+std::string Generator::state() const {
+  std::ostringstream out;
+  out << state_tag << ' ' << int(has_spare_) << ' ' << std::bit_cast<uint64_t>(spare_) << ' ' << engine_;
+  return out.str();
+}
+
+void Generator::set_state(const std::string& state) {
+  std::istringstream in(state);
+  std::string tag;
+  int spare_flag = -1;
+  uint64_t spare_bits = 0;
+  std::mt19937_64 engine;
+  in >> tag >> spare_flag >> spare_bits >> engine;
+  BRAID_CHECK(!in.fail() && tag == state_tag && (spare_flag == 0 || spare_flag == 1) && (in >> std::ws).eof(),
+              "Generator::set_state: expected a state from Generator::state() (\"", state_tag,
+              " <spare flag> <spare bits> <engine>\"), got ", state.size(), " characters starting '",
+              state.substr(0, 40), "'");
+  engine_ = engine;
+  has_spare_ = spare_flag == 1;
+  spare_ = std::bit_cast<double>(spare_bits);
+}
+
 Generator& default_generator() {
   static Generator g(0);
   return g;
@@ -30,6 +60,16 @@ Generator& default_generator() {
 void manual_seed(uint64_t seed) {
   std::lock_guard<std::mutex> lock(default_generator().mutex());
   default_generator().seed(seed);
+}
+
+std::string get_rng_state() {
+  std::lock_guard<std::mutex> lock(default_generator().mutex());
+  return default_generator().state();
+}
+
+void set_rng_state(const std::string& state) {
+  std::lock_guard<std::mutex> lock(default_generator().mutex());
+  default_generator().set_state(state);
 }
 
 }  // namespace braid

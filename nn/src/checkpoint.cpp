@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <bit>
@@ -155,7 +156,8 @@ Header read_header(File& file, const std::string& path, const char* op) {
       }
       continue;
     }
-    auto where = [&] { return detail::concat(op, ": '", path, "': tensor '", name, "'"); };
+    // Captured by an init-capture: clang before 16 cannot capture a structured binding.
+    auto where = [&, &name = name] { return detail::concat(op, ": '", path, "': tensor '", name, "'"); };
     BRAID_CHECK(value.is_object(), where(), " is not described by an object");
     Entry e;
     e.name = name;
@@ -166,13 +168,18 @@ Header read_header(File& file, const std::string& path, const char* op) {
     auto shape = value.find("shape");
     BRAID_CHECK(shape != value.end() && shape->is_array(), where(), " has no shape array");
     uint64_t numel = 1;
+    // Bounded without the zero dims too: an empty tensor's shape still sets its strides, which must not overflow.
+    uint64_t nonzero_numel = 1;
     for (const json& d : *shape) {
-      BRAID_CHECK(d.is_number_unsigned(), where(), " has a shape entry ", d.dump(), " that is not a size");
+      // Only scalars are printed: dump() recurses once per nesting level, and a deep enough array overflows the stack.
+      BRAID_CHECK(d.is_number_unsigned(), where(), " has a shape entry ", d.is_structured() ? d.type_name() : d.dump(),
+                  " that is not a size");
       uint64_t v = d.get<uint64_t>();
       BRAID_CHECK(v <= uint64_t(std::numeric_limits<int64_t>::max()) &&
-                      (v == 0 || numel <= uint64_t(std::numeric_limits<int64_t>::max()) / 8 / v),
-                  where(), " has shape ", shape->dump(), ", too large to be real");
+                      (v == 0 || nonzero_numel <= uint64_t(std::numeric_limits<int64_t>::max()) / 8 / v),
+                  where(), " has shape ", shape_str(e.shape), " followed by ", v, ", too large to be real");
       numel *= v;
+      if (v != 0) nonzero_numel *= v;
       e.shape.push_back(int64_t(v));
     }
     auto offsets = value.find("data_offsets");
@@ -242,6 +249,30 @@ void remove_dead_temporaries(const std::string& path) {
 }
 
 }  // namespace
+
+uint32_t checksum(const StateDict& tensors, uint32_t crc) {
+  // zlib takes lengths as uInt: larger tensors go in pieces.
+  auto add = [&crc](const void* data, size_t n) {
+    const auto* p = static_cast<const Bytef*>(data);
+    for (size_t chunk; n > 0; p += chunk, n -= chunk) {
+      chunk = std::min<size_t>(n, size_t(1) << 30);
+      crc = uint32_t(::crc32(crc, p, uInt(chunk)));
+    }
+  };
+  // Lengths before names keep ("ab", "c") and ("a", "bc") apart.
+  auto add_u64 = [&add](uint64_t v) { add(&v, sizeof v); };
+  for (const auto& [name, t] : tensors) {
+    add_u64(name.size());
+    add(name.data(), name.size());
+    const char* dtype = safetensors_dtype(t.dtype());
+    add(dtype, std::strlen(dtype));
+    add_u64(uint64_t(t.dim()));
+    for (int64_t d : t.shape()) add_u64(uint64_t(d));
+    Tensor c = ops::contiguous(t.device().is_cpu() ? t : ops::to_device(t, Device::cpu()));
+    add(c.raw_data(), size_t(c.numel()) * element_size(c.dtype()));
+  }
+  return crc;
+}
 
 void save(const StateDict& tensors, const std::string& path, const Metadata& metadata) {
   const char* op = "nn::save";

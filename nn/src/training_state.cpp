@@ -1,10 +1,14 @@
 // save_training_state / load_training_state: the model, the optimizer and the LR schedule in one .safetensors
 // file (layout in checkpoint.h). Scalars live in the metadata as JSON, which every safetensors reader returns.
+#include <zlib.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "braid/core/ops.h"
 #include "braid/nn/checkpoint.h"
 #include "braid/optim/lr_scheduler.h"
 #include "braid/optim/optimizer.h"
@@ -24,6 +28,36 @@ constexpr const char* scheduler_state_key = "scheduler.state";
 const std::string model_prefix = "model.";
 const std::string state_prefix = "optimizer.state.";
 const std::string extra_prefix = "extra.";
+constexpr const char* checksum_key = "braid.checksum";
+constexpr const char* checksum_kind = "crc32:";
+
+// The checksum a file with these tensors and metadata records: every metadata entry but the checksum itself, then
+// the tensors.
+std::string file_checksum(const StateDict& tensors, const Metadata& md) {
+  uint32_t crc = 0;
+  for (const auto& [k, v] : md) {
+    if (k == checksum_key) continue;
+    for (const std::string* s : {&k, &v}) {
+      uint64_t n = s->size();
+      crc = uint32_t(::crc32(crc, reinterpret_cast<const Bytef*>(&n), sizeof n));
+      crc = uint32_t(::crc32(crc, reinterpret_cast<const Bytef*>(s->data()), uInt(s->size())));
+    }
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", unsigned(checksum(tensors, crc)));
+  return std::string(checksum_kind) + hex;
+}
+
+// A file whose bytes changed after it was written (a bad disk, a copy cut short and padded, an edit) no longer
+// matches its checksum. Files written before checksums existed have none and are read as they are.
+void check_checksum(const StateDict& tensors, const Metadata& md) {
+  auto recorded = md.find(checksum_key);
+  if (recorded == md.end()) return;
+  std::string actual = file_checksum(tensors, md);
+  BRAID_CHECK(recorded->second == actual, "the file is corrupt: its contents have checksum ", actual,
+              " but it records ", checksum_key, " ", recorded->second,
+              " (the save completed, so the file changed since)");
+}
 
 json numbers_json(const std::map<std::string, double>& values, const char* what) {
   json out = json::object();
@@ -61,17 +95,22 @@ Metadata training_metadata(const optim::OptimizerState& os, const optim::Optimiz
 
 void save_state(const std::string& path, const Module& model, const optim::Optimizer& optimizer,
                 const optim::LRScheduler* scheduler, const Metadata& extra) {
+  // On the CPU and contiguous once, for the checksum and the file alike.
+  auto host = [](const Tensor& t) {
+    return ops::contiguous(t.device().is_cpu() ? t : ops::to_device(t, Device::cpu()));
+  };
   StateDict tensors;
-  for (const auto& [name, t] : model.state_dict()) tensors[model_prefix + name] = t;
+  for (const auto& [name, t] : model.state_dict()) tensors[model_prefix + name] = host(t);
   optim::OptimizerState os = optimizer.state_dict();
   for (const auto& [index, state] : os.state)
-    for (const auto& [name, t] : state) tensors[state_prefix + std::to_string(index) + "." + name] = t;
+    for (const auto& [name, t] : state) tensors[state_prefix + std::to_string(index) + "." + name] = host(t);
   Metadata md;
   try {
     md = training_metadata(os, optimizer, scheduler, extra);
   } catch (const Error& e) {
     BRAID_FAIL("nn::save_training_state: '", path, "': ", e.what());
   }
+  md[checksum_key] = file_checksum(tensors, md);
   save(tensors, path, md);
 }
 
@@ -93,7 +132,8 @@ json parse_json(const Metadata& md, const char* key) {
 std::map<std::string, double> numbers_of(const json& object, const char* key, std::initializer_list<const char*> skip) {
   std::map<std::string, double> out;
   for (const auto& [k, v] : object.items()) {
-    if (std::find_if(skip.begin(), skip.end(), [&](const char* s) { return k == s; }) != skip.end()) continue;
+    // Captured by an init-capture: clang before 16 cannot capture a structured binding.
+    if (std::find_if(skip.begin(), skip.end(), [&k = k](const char* s) { return k == s; }) != skip.end()) continue;
     BRAID_CHECK(v.is_number(), "metadata '", key, "': '", k, "' is ", v.dump(), ", expected a number");
     out[k] = v.get<double>();
   }
@@ -169,6 +209,7 @@ Metadata load_state(const std::string& path, Module& model, optim::Optimizer& op
   Metadata md;
   StateDict tensors = load(path, md);
   try {
+    check_checksum(tensors, md);
     check_kinds(md, optimizer, scheduler);
     StateDict model_tensors, optimizer_tensors;
     for (auto& [name, t] : tensors) {

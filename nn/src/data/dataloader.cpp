@@ -55,6 +55,7 @@ struct DataLoader::Pass {
   };
 
   std::shared_ptr<Dataset> dataset;
+  uint64_t epoch = 0;
   std::vector<int64_t> order;
   int64_t batch_size = 1;
   int64_t num_batches = 0;
@@ -219,6 +220,22 @@ int64_t DataLoader::size() const {
   return options_.drop_last ? per_shard / options_.batch_size : ceil_div(per_shard, options_.batch_size);
 }
 
+DataLoaderPosition DataLoader::position() const {
+  if (!pass_ || position_set_) return {next_epoch_, next_first_batch_};
+  if (pass_->delivered >= pass_->num_batches) return {pass_->epoch + 1, 0};
+  return {pass_->epoch, pass_->delivered};
+}
+
+void DataLoader::set_position(DataLoaderPosition position) {
+  const int64_t batches = size();
+  BRAID_CHECK(position.batch >= 0 && position.batch <= batches, "DataLoader::set_position: batch ", position.batch,
+              " of epoch ", position.epoch, " is out of range [0, ", batches, "] (batches per pass of this shard)");
+  const bool done = batches > 0 && position.batch == batches;
+  next_epoch_ = done ? position.epoch + 1 : position.epoch;
+  next_first_batch_ = done ? 0 : position.batch;
+  position_set_ = true;
+}
+
 DataLoader::Iterator DataLoader::begin() {
   if (pass_) {
     pass_->end("was replaced by a new pass (begin() was called again)");
@@ -226,10 +243,15 @@ DataLoader::Iterator DataLoader::begin() {
   }
   auto pass = std::make_shared<Pass>();
   pass->dataset = dataset_;
+  pass->epoch = next_epoch_;
   pass->order = indices(next_epoch_++);
   pass->batch_size = options_.batch_size;
   int64_t n = int64_t(pass->order.size());
   pass->num_batches = options_.drop_last ? n / options_.batch_size : ceil_div(n, options_.batch_size);
+  // Batches before the resumed position are never built: the workers start where the consumer does.
+  pass->delivered = pass->next_to_build = std::min(next_first_batch_, pass->num_batches);
+  next_first_batch_ = 0;
+  position_set_ = false;
   if (options_.num_workers > 0 && pass->num_batches > 0) pass->start_workers(options_.num_workers, options_.prefetch);
   pass_ = pass;
   Iterator it(std::move(pass));

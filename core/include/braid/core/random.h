@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <mutex>
 #include <random>
+#include <string>
 
 namespace braid {
 
@@ -17,6 +18,10 @@ class Generator {
   double normal();   // mean 0, std 1
   uint64_t next() { return engine_(); }
   std::mutex& mutex() { return mutex_; }
+  // Everything the next draws depend on (the engine and the cached normal), as text; set_state restores it
+  // exactly, so a resumed run draws what the uninterrupted one would have (as torch.Generator.get_state).
+  std::string state() const;
+  void set_state(const std::string& state);
 
  private:
   std::mt19937_64 engine_;
@@ -27,5 +32,8 @@ class Generator {
 
 Generator& default_generator();
 void manual_seed(uint64_t seed);
+// The default generator's state (as torch.get_rng_state / set_rng_state), taken under its mutex.
+std::string get_rng_state();
+void set_rng_state(const std::string& state);
 
 }  // namespace braid

@@ -29,6 +29,15 @@ struct DataLoaderOptions {
   int64_t shard_index = 0;
 };
 
+// Where a loader stands: the epoch of its pass and how many of that pass's batches it has handed out. A checkpoint
+// saves it and DataLoader::set_position continues from it, so a resumed run sees the batches the uninterrupted one
+// would have (as the state_dict of torchdata's StatefulDataLoader).
+struct DataLoaderPosition {
+  uint64_t epoch = 0;
+  int64_t batch = 0;
+  friend bool operator==(const DataLoaderPosition&, const DataLoaderPosition&) = default;
+};
+
 // The order of 0..n-1 for an epoch: a permutation drawn from a generator seeded from (seed, epoch) alone, or the
 // identity without shuffle. DataLoader and dist::DistributedSampler both shard this order.
 std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_t epoch);
@@ -70,8 +79,14 @@ class DataLoader {
   // Batches per pass for this shard.
   int64_t size() const;
   // The epoch the next begin() uses; later passes count up from it.
-  void set_epoch(uint64_t epoch) { next_epoch_ = epoch; }
+  void set_epoch(uint64_t epoch) { set_position({epoch, 0}); }
   uint64_t next_epoch() const { return next_epoch_; }
+  // The batches handed out so far: within the current pass, or {next epoch, 0} once it is done (also before any
+  // pass, and after set_epoch / set_position until the next begin()).
+  DataLoaderPosition position() const;
+  // The next begin() runs `position.epoch` from batch `position.batch` without building the batches before it;
+  // later passes start at batch 0. A batch of size() means the start of the next epoch.
+  void set_position(DataLoaderPosition position);
   // The sample indices this shard visits in `epoch`, in order, before batching.
   std::vector<int64_t> indices(uint64_t epoch) const;
 
@@ -82,6 +97,8 @@ class DataLoader {
   std::shared_ptr<Dataset> dataset_;
   DataLoaderOptions options_;
   uint64_t next_epoch_ = 0;
+  int64_t next_first_batch_ = 0;
+  bool position_set_ = false;  // set_epoch / set_position since the last begin()
   std::shared_ptr<Pass> pass_;
 };
 

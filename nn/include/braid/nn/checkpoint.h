@@ -22,9 +22,13 @@
 //                                                 "WarmupCosineLR", and JSON {"last_epoch": 938, "base_lrs": [0.05]
 //                                                 (one per group), "T_max": 938, ...}
 //                 extra.<key>                     the caller's own strings (epoch, seed, ...)
+//                 braid.checksum                  "crc32:<8 hex digits>" over every tensor (checksum() below) and
+//                                                 every other metadata entry; load_training_state refuses a file
+//                                                 whose contents do not match it (a corrupt checkpoint)
 // Loading checks the whole file against the model, optimizer and schedule before it changes any of them.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -49,6 +53,10 @@ Metadata load_metadata(const std::string& path);
 // Throws braid::Error naming `path` now if save(path) could not create its temporary file (a missing or
 // read-only folder), so a program can refuse a bad checkpoint path before it trains.
 void check_can_save(const std::string& path);
+
+// zlib's CRC-32 of the tensors' names, dtypes, shapes and bytes, in name order, continuing from `crc`: equal for
+// bitwise-equal tensors, so two runs can compare their final parameters by one printed number.
+uint32_t checksum(const StateDict& tensors, uint32_t crc = 0);
 
 void save(const Module& module, const std::string& path, const Metadata& metadata = {});
 // Loads into the module's parameters and buffers; with strict, missing or unexpected names are errors. Shapes
