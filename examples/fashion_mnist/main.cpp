@@ -7,22 +7,33 @@
 // rescaling), averages gradients with DistributedDataParallel, and evaluates its share of the test set; the
 // counts are summed over the ranks and rank 0 prints.
 //
-// Checkpoints hold the whole training state (model, optimizer, schedule and the epochs done): `--checkpoint PATH`
-// writes one after each epoch and `--resume PATH` continues from it. Run with the same flags, a resumed run ends
-// bit for bit where the uninterrupted one does: the data order is a function of (seed, epoch) alone, and no layer
-// draws random numbers while training. `--stop-after N` ends a run after epoch N, as a preempted job would.
+// Checkpoints hold the whole training state: model, optimizer, schedule, the epoch and the step within it, the
+// epoch's running loss, the random generator and so the data loader's position (the data order is a function of
+// (seed, epoch) alone). `--checkpoint PATH` writes one after each epoch, and also every N steps with
+// `--checkpoint-every N`; `--resume PATH` continues from it. Run with the same flags, a resumed run ends bit for bit
+// where the uninterrupted one does, however it was interrupted (even kill -9: files are replaced atomically and
+// carry a checksum); the final parameters' checksum is printed to compare runs. SIGINT or SIGTERM on any rank stops
+// every rank after the same step, saves the state there and exits with 128 + the signal number.
+// `--stop-after N` ends a run after epoch N, as a preempted job would.
 #include <braid/braid.h>
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cxxopts.hpp>
 #include <filesystem>
+#include <limits>
 #include <memory>
+#include <string>
+#include <vector>
 
+#include "cli_values.h"
 #include "nonfinite_stop.h"
+#include "stop_signal.h"
 
 using namespace braid;
 
@@ -75,9 +86,80 @@ nn::Metadata run_flags(const cxxopts::ParseResult& args) {
           {"limit", std::to_string(args["limit"].as<int64_t>())}};
 }
 
-// Restores model, optimizer and schedule from `path`; returns the epochs the checkpointed run had finished.
-int resume(const std::string& path, const cxxopts::ParseResult& args, nn::Module& model, optim::Optimizer& optimizer,
-           optim::LRScheduler& schedule) {
+// Where a run stands between two steps: the epochs it has finished, the steps of the next one, and that epoch's
+// sample count and this rank's summed loss (so its progress lines continue as the uninterrupted run's would).
+struct RunPoint {
+  int epochs_done = 0;
+  int64_t step = 0;
+  int64_t seen = 0;
+  double loss_sum = 0;
+};
+
+// Every rank's summed loss, in rank order (each rank fills its own slot, so the sum is exact).
+std::vector<double> loss_sums_of_ranks(double mine, dist::ProcessGroup* group) {
+  if (!group) return {mine};
+  Tensor slots = zeros({group->size()}, DType::Float64);
+  slots.data<double>()[group->rank()] = mine;
+  group->all_reduce(slots, dist::ReduceOp::Sum)->wait();
+  return slots.to_vector<double>();
+}
+
+// What a checkpoint records besides model, optimizer and schedule.
+nn::Metadata checkpoint_extra(const cxxopts::ParseResult& args, const RunPoint& at,
+                              const std::vector<double>& loss_sums) {
+  nn::Metadata extra = run_flags(args);
+  extra["epoch"] = std::to_string(at.epochs_done);
+  extra["step"] = std::to_string(at.step);
+  extra["seen"] = std::to_string(at.seen);
+  std::string sums;
+  for (double sum : loss_sums) {
+    char hex[64];
+    std::snprintf(hex, sizeof hex, "%a", sum);  // hexadecimal: read back exactly
+    if (!sums.empty()) sums += ',';
+    sums += hex;
+  }
+  extra["loss_sum"] = sums;
+  extra["rng"] = get_rng_state();
+  return extra;
+}
+
+// The count recorded under `key`; checkpoints from before a key existed lack it and read as 0 unless `required`.
+int64_t recorded_count(const nn::Metadata& extra, const std::string& key, const std::string& path, bool required,
+                       int64_t max = std::numeric_limits<int64_t>::max()) {
+  auto it = extra.find(key);
+  BRAID_CHECK(it != extra.end() || !required, "'", path, "' does not record the ", key);
+  if (it == extra.end()) return 0;
+  const std::string& text = it->second;
+  int64_t value = -1;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  BRAID_CHECK(ec == std::errc() && end == text.data() + text.size() && value >= 0 && value <= max, "'", path,
+              "' records ", key, " '", text, "', expected a count from 0 to ", max);
+  return value;
+}
+
+// This rank's summed loss of the unfinished epoch. Resumed on another number of ranks, each takes an equal share.
+double recorded_loss_sum(const nn::Metadata& extra, const std::string& path, int rank, int ranks) {
+  auto it = extra.find("loss_sum");
+  if (it == extra.end()) return 0;
+  std::vector<double> sums;
+  for (const char* at = it->second.c_str();; ++at) {
+    char* end = nullptr;
+    double value = std::strtod(at, &end);
+    BRAID_CHECK(end != at && (*end == ',' || *end == '\0') && std::isfinite(value), "'", path, "' records loss_sum '",
+                it->second, "', expected finite numbers separated by commas");
+    sums.push_back(value);
+    if (*end == '\0') break;
+    at = end;
+  }
+  if (int(sums.size()) == ranks) return sums[size_t(rank)];
+  double total = 0;
+  for (double sum : sums) total += sum;
+  return total / ranks;
+}
+
+// Restores model, optimizer, schedule and the random generator from `path`; returns where the run stood.
+RunPoint resume(const std::string& path, const cxxopts::ParseResult& args, nn::Module& model,
+                optim::Optimizer& optimizer, optim::LRScheduler& schedule, int rank, int ranks) {
   nn::Metadata extra = nn::load_training_state(path, model, optimizer, schedule);
   for (const auto& [flag, value] : run_flags(args)) {
     auto it = extra.find(flag);
@@ -85,15 +167,21 @@ int resume(const std::string& path, const cxxopts::ParseResult& args, nn::Module
     BRAID_CHECK(it->second == value, "'", path, "' was written by a run with --", flag, " ", it->second,
                 ", this run has --", flag, " ", value, " (a resumed run needs the flags of the run it continues)");
   }
-  auto epoch = extra.find("epoch");
-  BRAID_CHECK(epoch != extra.end(), "'", path, "' does not record the epochs done");
-  try {
-    size_t used = 0;
-    int done = std::stoi(epoch->second, &used);
-    if (used == epoch->second.size() && done >= 0) return done;
-  } catch (const std::exception&) {
-  }
-  BRAID_FAIL("'", path, "' records epoch '", epoch->second, "', expected a count");
+  RunPoint at{.epochs_done = int(recorded_count(extra, "epoch", path, true, std::numeric_limits<int>::max())),
+              .step = recorded_count(extra, "step", path, false),
+              .seen = recorded_count(extra, "seen", path, false),
+              .loss_sum = recorded_loss_sum(extra, path, rank, ranks)};
+  if (auto rng = extra.find("rng"); rng != extra.end()) set_rng_state(rng->second);
+  return at;
+}
+
+// The stop signal any rank of `group` has received (the largest number), so every rank stops after the same step.
+int agreed_stop_signal(dist::ProcessGroup* group) {
+  int signal = examples::stop_signal();
+  if (!group) return signal;
+  Tensor t = from_vector(std::vector<double>{double(signal)});
+  group->all_reduce(t, dist::ReduceOp::Max)->wait();
+  return int(t.item<double>());
 }
 
 // The mean over ranks of a CPU scalar.
@@ -101,6 +189,22 @@ double mean_over_ranks(double value, dist::ProcessGroup& group) {
   Tensor t = from_vector(std::vector<double>{value});
   group.all_reduce(t, dist::ReduceOp::Avg)->wait();
   return t.item<double>();
+}
+
+// The numeric flags whose values the training loop does not check itself (each error names its flag).
+void check_flag_ranges(const cxxopts::ParseResult& args) {
+  const int threads = args["threads"].as<int>();
+  BRAID_CHECK(threads >= 0 && threads <= examples::kMaxThreads, "--threads: expected 0 to ", examples::kMaxThreads,
+              ", got ", threads);
+  BRAID_CHECK(args["log-every"].as<int>() >= 1, "--log-every: expected 1 or more, got ", args["log-every"].as<int>());
+  BRAID_CHECK(args["batch-size"].as<int64_t>() >= 1, "--batch-size: expected 1 or more, got ",
+              args["batch-size"].as<int64_t>());
+  const double lr = args["lr"].as<double>(), momentum = args["momentum"].as<double>();
+  BRAID_CHECK(lr > 0 && std::isfinite(lr), "--lr: expected a positive number, got ", lr);
+  BRAID_CHECK(momentum >= 0 && momentum < 1, "--momentum: expected a value in [0, 1), got ", momentum);
+  const double bucket_mb = args["bucket-mb"].as<double>();
+  BRAID_CHECK(bucket_mb > 0 && bucket_mb <= 1 << 20, "--bucket-mb: expected a size in (0, 1048576] MiB, got ",
+              bucket_mb);
 }
 
 }  // namespace
@@ -122,6 +226,8 @@ int main(int argc, char** argv) {
         data::default_fashion_mnist_root))
     ("checkpoint", "save the training state (model, optimizer, schedule, epoch) here (.safetensors) after each "
      "epoch", cxxopts::value<std::string>())
+    ("checkpoint-every", "also save it every N optimizer steps (0: only after each epoch)",
+     cxxopts::value<int64_t>()->default_value("0"))
     ("resume", "continue the run saved in this --checkpoint file (with the flags of that run)",
      cxxopts::value<std::string>())
     ("stop-after", "end the run after this epoch, as a preempted job would (0: run all --epochs)",
@@ -143,12 +249,14 @@ int main(int argc, char** argv) {
     // unless started by mpirun.
     dist::init(argc, argv);
     main_rank = dist::rank() == 0;
-    auto args = cli.parse(argc, argv);
+    auto args = examples::parse_args(cli, argc, argv);
+    check_flag_ranges(args);
     if (args.count("help")) {
       if (main_rank) std::printf("%s\n", cli.help().c_str());
       return 0;
     }
     const bool ddp_on = args.count("ddp") > 0;
+    examples::install_stop_signal_handlers();
     auto world = dist::world();
     if (int threads = args["threads"].as<int>(); threads > 0) {
       set_num_threads(threads);
@@ -176,6 +284,11 @@ int main(int argc, char** argv) {
         BRAID_FAIL("--checkpoint: ", e.what());
       }
     }
+    const int64_t checkpoint_every = args["checkpoint-every"].as<int64_t>();
+    BRAID_CHECK(checkpoint_every >= 0,
+                "--checkpoint-every: expected a step count >= 0 (0: after each epoch only), got ", checkpoint_every);
+    BRAID_CHECK(checkpoint_every == 0 || args.count("checkpoint"), "--checkpoint-every ", checkpoint_every,
+                " needs --checkpoint PATH to save to");
     const int64_t batch_size = args["batch-size"].as<int64_t>();
     const int log_every = std::max(1, args["log-every"].as<int>());
     const int ranks = ddp_on ? world->size() : 1;
@@ -209,16 +322,26 @@ int main(int argc, char** argv) {
     if (ddp_on) loader_options = dist::distributed_loader_options(loader_options, world);
     data::DataLoader loader(train, loader_options);
     optim::CosineAnnealingLR schedule(optimizer, int64_t(epochs) * loader.size());
-    int done = 0;
+    RunPoint start_at;
     if (args.count("resume")) {
       try {
-        done = resume(args["resume"].as<std::string>(), args, *model, optimizer, schedule);
+        start_at = resume(args["resume"].as<std::string>(), args, *model, optimizer, schedule,
+                          ddp_on ? world->rank() : 0, ranks);
+        loader.set_position({uint64_t(start_at.epochs_done), start_at.step});  // the loader numbers epochs from 0
       } catch (const Error& e) {
         BRAID_FAIL("--resume: ", e.what());
       }
-      loader.set_epoch(uint64_t(done));  // the loader numbers epochs from 0
-      if (main_rank) std::printf("Resumed from %s after epoch %d\n", args["resume"].as<std::string>().c_str(), done);
+      if (main_rank)
+        std::printf("Resumed from %s after epoch %d%s\n", args["resume"].as<std::string>().c_str(),
+                    start_at.epochs_done,
+                    start_at.step ? (", step " + std::to_string(start_at.step) + " of the next").c_str() : "");
     }
+    // Called by every rank at the same steps; rank 0 writes.
+    auto save_checkpoint = [&](const RunPoint& at, const Tensor& loss_sum) {
+      if (checkpoint.empty()) return;
+      std::vector<double> sums = loss_sums_of_ranks(loss_sum.item<double>(), ddp_on ? world.get() : nullptr);
+      if (main_rank) nn::save_training_state(checkpoint, *model, optimizer, schedule, checkpoint_extra(args, at, sums));
+    };
     // After the move and the resume: DistributedDataParallel builds its buckets on the parameters' device and
     // broadcasts rank 0's parameters.
     std::unique_ptr<dist::DistributedDataParallel> ddp;
@@ -230,17 +353,23 @@ int main(int argc, char** argv) {
 
     auto run_start = std::chrono::steady_clock::now();
     const int last_epoch = stop_after > 0 ? stop_after : epochs;
-    for (int epoch = done + 1; epoch <= last_epoch; ++epoch) {
+    const int64_t steps_per_epoch = loader.size();
+    dist::ProcessGroup* stop_group = ddp_on ? world.get() : nullptr;
+    int stopped_by = 0;  // the signal that stopped the run
+    RunPoint stopped_at;
+    for (int epoch = start_at.epochs_done + 1; epoch <= last_epoch && !stopped_by; ++epoch) {
       auto start = std::chrono::steady_clock::now();
-      int64_t step = 0, seen = 0;
-      Tensor loss_sum = zeros({}, device);  // summed on the device: reading it each step would wait for the GPU
+      const bool resumed = epoch == start_at.epochs_done + 1;
+      int64_t step = resumed ? start_at.step : 0, seen = resumed ? start_at.seen : 0;
+      // Summed on the device: reading it each step would wait for the GPU.
+      Tensor loss_sum = full({}, resumed ? start_at.loss_sum : 0.0, device);
       for (auto& batch : loader) {
         optimizer.zero_grad();
         Tensor loss = nn::cross_entropy(model(to(batch.data, device)), to(batch.target, device));
         loss.backward();
         if (args.count("stop-on-nonfinite"))  // with --ddp the gradients are all-reduced: every rank finds alike
           examples::stop_on_nonfinite("epoch " + std::to_string(epoch) + " step " + std::to_string(step + 1), loss,
-                                      model->named_parameters(), ddp_on ? world.get() : nullptr);
+                                      model->named_parameters(), stop_group);
         optimizer.step();
         schedule.step();
         ops::add_(loss_sum, loss.detach());
@@ -248,7 +377,19 @@ int main(int argc, char** argv) {
         if (++step % log_every == 0 && main_rank)
           std::printf("  epoch %d step %4lld/%lld  loss %.4f%s\n", epoch, (long long)step, (long long)loader.size(),
                       loss_sum.item<double>() / double(step), ddp_on ? " (rank 0)" : "");
+        // The last step's state is saved, and a stop honoured, after the epoch's summary.
+        if (step == steps_per_epoch) continue;
+        stopped_by = agreed_stop_signal(stop_group);
+        const RunPoint here{epoch - 1, step, seen};
+        if (stopped_by ||
+            (checkpoint_every > 0 && (int64_t(epoch - 1) * steps_per_epoch + step) % checkpoint_every == 0))
+          save_checkpoint(here, loss_sum);
+        if (stopped_by) {
+          stopped_at = here;
+          break;
+        }
       }
+      if (stopped_by) break;
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       double train_loss = loss_sum.item<double>() / double(step);
       double acc;
@@ -264,19 +405,24 @@ int main(int argc, char** argv) {
                     device.str().c_str(), ddp_on ? (" x " + std::to_string(ranks) + " ranks").c_str() : "", train_loss,
                     100 * acc, secs, double(seen) / secs);
         std::fflush(stdout);
-        if (args.count("checkpoint")) {
-          nn::Metadata extra = run_flags(args);
-          extra["epoch"] = std::to_string(epoch);
-          nn::save_training_state(checkpoint, *model, optimizer, schedule, extra);
-        }
       }
+      save_checkpoint(RunPoint{epoch}, zeros({}));
+      if (epoch < last_epoch && (stopped_by = agreed_stop_signal(stop_group))) stopped_at = RunPoint{epoch};
     }
-    if (main_rank)
+    if (stopped_by && main_rank) {
+      std::fprintf(
+          stderr, "fashion_mnist: stopped by %s after epoch %d, step %lld of the next; %s\n",
+          examples::signal_name(stopped_by), stopped_at.epochs_done, (long long)stopped_at.step,
+          checkpoint.empty() ? "nothing saved (no --checkpoint)" : ("resume with --resume " + checkpoint).c_str());
+    } else if (main_rank) {
       std::printf("Trained in %.1f s\n",
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count());
+      // Equal for bitwise-equal parameters: compares runs (a resumed one with an uninterrupted one).
+      std::printf("Parameter checksum: crc32 %08x\n", unsigned(nn::checksum(model->state_dict())));
+    }
     ddp.reset();
     dist::finalize();
-    return 0;
+    return stopped_by ? 128 + stopped_by : 0;
   } catch (const cxxopts::exceptions::exception& e) {
     // Any rank may be the one given bad flags (mpirun MPMD): it says so, and its goodbye at exit ends the ranks
     // that wait for it.

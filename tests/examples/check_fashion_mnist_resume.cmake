@@ -66,5 +66,19 @@ if(rc EQUAL 0 OR out MATCHES "Epoch 1" OR NOT err MATCHES "--checkpoint" OR NOT 
   message(FATAL_ERROR "an unwritable --checkpoint was not refused at start-up (exit ${rc}):\n${out}\n${err}")
 endif()
 
+# --checkpoint-every takes a step count and needs a file to save to.
+foreach(bad "-1;expected a step count" "3;needs --checkpoint")
+  list(GET bad 0 value)
+  list(GET bad 1 expected)
+  set(extra_flags --checkpoint-every=${value})
+  if(value EQUAL -1)
+    list(APPEND extra_flags --checkpoint "${WORK}/every.safetensors")
+  endif()
+  execute_process(COMMAND "${EXE}" ${common} ${extra_flags} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+  if(rc EQUAL 0 OR out MATCHES "Epoch 1" OR NOT err MATCHES "--checkpoint-every" OR NOT err MATCHES "${expected}")
+    message(FATAL_ERROR "--checkpoint-every ${value} was not refused with '${expected}' (exit ${rc}):\n${out}\n${err}")
+  endif()
+endforeach()
+
 file(REMOVE_RECURSE "${WORK}")
 message(STATUS "fashion_mnist: 1 epoch + resume + 1 epoch equals 2 epochs bit for bit")
