@@ -17,6 +17,8 @@ Storage owned_storage(void* p, size_t nbytes, Device device, Release release) {
     void* p;
     Release release;
     VersionCounter version{0};
+    // Declared for make_shared: clang before 16 cannot build an aggregate from a parenthesised list.
+    Owner(void* memory, Release free) : p(memory), release(std::move(free)) {}
     ~Owner() { release(p); }
   };
   std::shared_ptr<Owner> owner;

@@ -49,7 +49,9 @@ Storage Storage::allocate(size_t nbytes, Device device, bool huge_pages) {
 Tensor make_tensor(Storage storage, Shape shape, Shape strides, int64_t offset, DType dtype) {
   // Built from the storage rather than assigned it: a default-constructed Storage would allocate a version
   // counter only to drop it.
-  return Tensor(std::make_shared<TensorImpl>(std::move(storage), std::move(shape), std::move(strides), offset, dtype));
+  // Braced, then moved in: clang before 16 cannot make_shared an aggregate from a parenthesised list.
+  return Tensor(std::make_shared<TensorImpl>(
+      TensorImpl{std::move(storage), std::move(shape), std::move(strides), offset, dtype, nullptr, nullptr}));
 }
 
 int64_t Tensor::size(int64_t d) const {

@@ -140,12 +140,16 @@ IdxArray read_raw(const std::string& path) {
   BRAID_CHECK(got == dims.size(), "read_idx: '", path, "' is truncated in its header: ", ndims, " dims need ",
               dims.size(), " bytes after the magic number, the file has ", got);
   uint64_t numel = 1;
+  // Bounded without the zero dims too: an empty array's shape still sets its strides (and an image's rows * cols),
+  // which must not overflow.
+  uint64_t nonzero_numel = 1;
   for (uint32_t d = 0; d < ndims; ++d) {
     uint32_t n = big_endian_u32(&dims[4 * d]);
     a.shape.push_back(int64_t(n));
-    BRAID_CHECK(n == 0 || numel <= uint64_t(std::numeric_limits<int64_t>::max()) / 8 / n, "read_idx: '", path,
-                "' declares shape ", shape_str(a.shape), "..., too many elements to be real (corrupt header?)");
+    BRAID_CHECK(n == 0 || nonzero_numel <= uint64_t(std::numeric_limits<int64_t>::max()) / 8 / n, "read_idx: '",
+                path, "' declares shape ", shape_str(a.shape), "..., too many elements to be real (corrupt header?)");
     numel *= n;
+    if (n != 0) nonzero_numel *= n;
   }
   size_t nbytes = size_t(numel) * type_size(a.type);
   // Grow with the data actually present: a header promising terabytes fails at the end of a small file.
