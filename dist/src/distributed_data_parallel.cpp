@@ -343,7 +343,13 @@ struct DistributedDataParallel::State {
       launch(b);
     }
     next_launch = buckets.size();
-    drain();
+    try {
+      drain();
+    } catch (const Error& e) {  // most often another rank ran out of batches and went on to another collective
+      BRAID_FAIL("DistributedDataParallel: the gradient all-reduce of this rank's step ", steps, " failed: ", e.what(),
+                 "; if the ranks have different numbers of batches, give each the same number or wrap the training "
+                 "loop in a dist::Join (auto join = ddp.join();)");
+    }
 
     const int world = active;
     std::vector<std::pair<size_t, int64_t>> missing;  // parameter, number of ranks that gave it a gradient

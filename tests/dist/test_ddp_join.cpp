@@ -181,6 +181,28 @@ TEST(DdpUnevenWithoutJoin, EveryRankThrowsNamingTheStepCounts) {
   }
 }
 
+// Without a Join, the ranks with fewer batches go on to another collective (an evaluation's all-reduce) while rank
+// 0 still steps: the default collective check stops every rank, and rank 0's error names its step.
+TEST(DdpUnevenWithoutJoin, AnotherCollectiveAfterFewerStepsIsAnErrorOnEveryRank) {
+  REQUIRE_RANKS(2);
+  auto group = dist::world();
+  const int rank = group->rank();
+  manual_seed(45);
+  Net model;
+  std::string msg = error_of([&] {
+    DistributedDataParallel ddp(model, group);
+    optim::SGD optimizer(model.parameters(), sgd());
+    for (int s = 0; s < (rank == 0 ? 3 : 2); ++s) train_step(model, optimizer, batch_of(rank, s));
+    Tensor accuracy = from_vector(std::vector<float>{0.5f});
+    dist::all_reduce(accuracy);
+  });
+  if (rank == 0) {
+    expect_contains(msg, "the gradient all-reduce of this rank's step 3 failed");
+    expect_contains(msg, "dist::Join");
+  }
+  expect_contains(msg, "all_reduce");
+}
+
 // Wrappers destroyed together after the same number of steps say goodbye without an error.
 TEST(DdpUnevenWithoutJoin, EvenStepsEndQuietly) {
   manual_seed(44);
