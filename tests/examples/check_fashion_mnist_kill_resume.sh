@@ -19,7 +19,7 @@ flags=(--limit 3072 --epochs 2 --batch-size 32 --threads 1 --workers 1 --log-eve
 every=4
 kills=2
 # Each run may take this long before the test calls it hung.
-run_limit=120
+run_limit=240
 
 fail() {
   echo "FAIL: $*" >&2
