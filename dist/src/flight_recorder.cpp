@@ -144,20 +144,20 @@ std::string seconds(int64_t ns) {
 
 }  // namespace
 
-std::string FlightRecorder::lines(size_t count) const {
+std::string FlightRecorder::lines(size_t count, const std::string& indent) const {
   std::vector<RecordedOp> ops = snapshot();
   const int64_t now = now_ns();
   std::string out;
   for (size_t i = ops.size() > count ? ops.size() - count : 0; i < ops.size(); ++i) {
     const RecordedOp& op = ops[i];
-    out += "  " + describe(op) + ": " + op_state_name(op.state);
+    out += indent + describe(op) + ": " + op_state_name(op.state);
     if (op.finished())
       out += " after " + seconds(op.ended_ns - op.issued_ns) + ", " + seconds(now - op.ended_ns) + " ago";
     else
       out += " since " + seconds(now - (op.started_ns ? op.started_ns : op.issued_ns));
     out += "\n";
   }
-  return out.empty() ? "  (no operations)\n" : out;
+  return out.empty() ? indent + "(no operations)\n" : out;
 }
 
 }  // namespace braid::dist::detail

@@ -53,8 +53,8 @@ class FlightRecorder {
 
   // "all_reduce(sum, [4] float32) #3 on group 0 [0,1]"
   std::string describe(const RecordedOp& op) const;
-  // One line per operation, "  <describe>: <state> <how long ago>", the last `count` ones.
-  std::string lines(size_t count) const;
+  // One line per operation, "<indent><describe>: <state> <how long ago>", the last `count` ones.
+  std::string lines(size_t count, const std::string& indent = "  ") const;
 
  private:
   FlightRecorder() = default;

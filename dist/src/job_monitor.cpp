@@ -16,16 +16,17 @@ namespace braid::dist::detail {
 
 namespace {
 
-enum Tag : int { kGoodbye = 1, kQuestion = 2, kAnswer = 3 };
+enum Tag : int { kGoodbye = 1, kQuestion = 2, kAnswer = 3, kGone = 4 };
 
 constexpr auto kPollPeriod = std::chrono::milliseconds(30);
-// A send/recv with a rank that left may still complete (its last message in flight): wait this long before ending.
+// A send/recv with a rank whose own transfers all completed may still complete (its last message in flight): wait
+// this long before ending.
 constexpr int64_t kP2PGraceNs = 2'000'000'000;
 constexpr auto kAnswerWait = std::chrono::milliseconds(1500);
 
-// A rank that left: when, and the collectives it issued per group id.
+// A rank that left: the collectives it issued per group id, and when its own transfers had all completed (0: not yet).
 struct Leaver {
-  int64_t left_ns = 0;
+  int64_t gone_ns = 0;
   std::map<int64_t, int64_t> issued;
 };
 
@@ -50,7 +51,6 @@ void receive_goodbye(Monitor& m, const MPI_Status& status) {
   std::vector<int64_t> pairs(size_t(count > 0 ? count : 0));
   MPI_Recv(pairs.data(), count, MPI_INT64_T, status.MPI_SOURCE, kGoodbye, m.comm, MPI_STATUS_IGNORE);
   Leaver& leaver = m.leavers[status.MPI_SOURCE];
-  leaver.left_ns = now_ns();
   for (size_t i = 0; i + 1 < pairs.size(); i += 2) leaver.issued[pairs[i]] = pairs[i + 1];
 }
 
@@ -97,7 +97,9 @@ bool waits_for(const RecordedOp& op, const std::vector<int>& ranks, int leaver, 
     auto it = info.issued.find(op.group);
     return op.seq > (it == info.issued.end() ? 0 : it->second);
   }
-  if (now_ns() - info.left_ns < kP2PGraceNs) return false;
+  // Pending for the whole grace since both the leaver's last transfer and its own issue: a message the leaver sent
+  // is delivered within it.
+  if (info.gone_ns == 0 || now_ns() - std::max(info.gone_ns, op.issued_ns) < kP2PGraceNs) return false;
   const bool p2p = !op.label[0] && (op.sig.op == int32_t(OpKind::Send) || op.sig.op == int32_t(OpKind::Recv));
   if (p2p) return op.sig.root >= 0 && size_t(op.sig.root) < ranks.size() && ranks[size_t(op.sig.root)] == leaver;
   return true;  // a batch or an internal operation on a group with the leaver
@@ -128,15 +130,19 @@ void check_leavers(const Monitor& m) {
 }
 
 void poll_once(Monitor& m) {
-  for (int tag : {kGoodbye, kQuestion}) {
+  for (int tag : {kGoodbye, kGone, kQuestion}) {
     for (;;) {
       int flag = 0;
       MPI_Status status;
       if (MPI_Iprobe(MPI_ANY_SOURCE, tag, m.comm, &flag, &status) != MPI_SUCCESS || !flag) break;
-      if (tag == kGoodbye)
+      if (tag == kGoodbye) {
         receive_goodbye(m, status);
-      else
+      } else if (tag == kGone) {
+        MPI_Recv(nullptr, 0, MPI_BYTE, status.MPI_SOURCE, kGone, m.comm, MPI_STATUS_IGNORE);
+        m.leavers[status.MPI_SOURCE].gone_ns = now_ns();
+      } else {
         answer_question(m, status);
+      }
     }
   }
   if (!m.leavers.empty()) check_leavers(m);
@@ -163,6 +169,29 @@ void start_job_monitor() {
 
 bool job_monitor_running() { return monitor().comm != MPI_COMM_NULL; }
 
+namespace {
+
+// Sends `data` to every other rank, waiting at most a second: a rank that is gone must not keep this one from
+// leaving too (small messages leave at once).
+void tell_everyone(Monitor& m, int tag, std::vector<int64_t> data) {
+  const Runtime& rt = runtime();
+  std::vector<MPI_Request> requests;
+  for (int r = 0; r < rt.size; ++r) {
+    if (r == rt.rank) continue;
+    MPI_Request request = MPI_REQUEST_NULL;
+    if (MPI_Isend(data.data(), int(data.size()), MPI_INT64_T, r, tag, m.comm, &request) == MPI_SUCCESS)
+      requests.push_back(request);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  int done = 0;
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    if (MPI_Testall(int(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) break;
+    if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+}  // namespace
+
 void say_goodbye() {
   Monitor& m = monitor();
   if (m.comm == MPI_COMM_NULL || m.said_goodbye) return;
@@ -172,26 +201,14 @@ void say_goodbye() {
     pairs.push_back(group);
     pairs.push_back(issued);
   }
-  const Runtime& rt = runtime();
-  std::vector<MPI_Request> requests;
-  for (int r = 0; r < rt.size; ++r) {
-    if (r == rt.rank) continue;
-    MPI_Request request = MPI_REQUEST_NULL;
-    if (MPI_Isend(pairs.data(), int(pairs.size()), MPI_INT64_T, r, kGoodbye, m.comm, &request) == MPI_SUCCESS)
-      requests.push_back(request);
-  }
-  // Small messages leave at once; a rank that is gone must not keep this one from leaving too.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  int done = 0;
-  while (!done && std::chrono::steady_clock::now() < deadline) {
-    if (MPI_Testall(int(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) break;
-    if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  tell_everyone(m, kGoodbye, std::move(pairs));
 }
 
 void stop_job_monitor() {
   Monitor& m = monitor();
   if (m.comm == MPI_COMM_NULL) return;
+  // The backends are shut down: every transfer of this rank completed.
+  tell_everyone(m, kGone, {});
   {
     std::lock_guard<std::mutex> lock(m.mutex);
     m.stopping = true;

@@ -1,8 +1,9 @@
 // The job monitor: under mpirun, a light thread per rank that watches a private duplicate of MPI_COMM_WORLD (polled
 // with MPI_Iprobe every few tens of milliseconds, asleep in between) for
 //   - goodbyes: a rank that leaves (finalize(), explicit or at exit) tells every other rank how many collectives it
-//     issued on each group. A rank that waits, or later waits, for it in a collective it never issued (or, after a
-//     short grace, in a send/recv with it) ends the job naming both, instead of hanging until the timeout;
+//     issued on each group. A rank that waits, or later waits, for it in a collective it never issued (or, a short
+//     grace after the leaver's own transfers all completed, in a send/recv with it) ends the job naming both,
+//     instead of hanging until the timeout;
 //   - questions from a rank whose wait timed out: what this rank issued on the group and what it is doing now (it
 //     also prints its own flight recorder).
 #pragma once
@@ -17,7 +18,8 @@ namespace braid::dist::detail {
 void start_job_monitor();
 // finalize(), explicit or at exit, before the backends shut down: the goodbye to every other rank.
 void say_goodbye();
-// finalize(), just before MPI_Finalize: ends the thread and frees its communicator.
+// finalize(), once the backends are shut down, before MPI_Finalize: tells every other rank that this one's transfers
+// all completed, ends the thread and frees its communicator.
 void stop_job_monitor();
 
 // A member's answer to "what did you issue on this group, and what are you doing?".

@@ -34,7 +34,7 @@ std::string timeout_report() {
     for (const MemberAnswer& a : ask_members(stuck->group, stuck->seq, others))
       out += member_line(a, stuck->seq);
   }
-  return out + "  rank " + std::to_string(me) + "'s last operations:\n" + recorder.lines(16);
+  return out + "  rank " + std::to_string(me) + "'s last operations:\n" + recorder.lines(16, "    ");
 }
 
 }  // namespace

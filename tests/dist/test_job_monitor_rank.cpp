@@ -1,6 +1,7 @@
 // What the job monitor does when a rank goes missing, for the CTest entries that run this program under mpiexec with 2
 // ranks (argv[1] picks the case). Rank 0 waits in a collective that rank 1 never issues:
 //   return_error  rank 1 catches an error and returns 1 from main (finalize at exit): its goodbye ends the job.
+//   recv_error    the same while rank 0 waits in a recv from rank 1 (ended a short grace after rank 1's goodbye).
 //   exit_now      rank 1 ends with std::_Exit(1), no finalize: mpiexec ends the job.
 //   skip          rank 1 runs the first all_reduce, then sleeps instead of the second: the timeout report names
 //                 the operation, its seq no., the rank that did not arrive and the last operations.
@@ -60,7 +61,7 @@ int main(int argc, char** argv) {
   if (mode == "skip") world->all_reduce(t)->wait();
   if (rank == 1) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    if (mode == "return_error") {
+    if (mode == "return_error" || mode == "recv_error") {
       try {
         throw std::runtime_error("deliberate failure on rank 1");
       } catch (const std::exception& e) {
@@ -72,7 +73,10 @@ int main(int argc, char** argv) {
     wait_forever();
     return 0;
   }
-  world->all_reduce(t)->wait();
-  std::fprintf(stderr, "rank %d: the all_reduce completed, which it must not\n", rank);
+  if (mode == "recv_error")
+    world->recv(t, 1)->wait();
+  else
+    world->all_reduce(t)->wait();
+  std::fprintf(stderr, "rank %d: the operation completed, which it must not\n", rank);
   return 0;
 }
