@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
   try {
     dist::init(argc, argv);  // inside the try: a bad BRAID_DIST_TIMEOUT is reported like a bad flag
     main_rank = dist::rank() == 0;
-    auto args = cli.parse(argc, argv);
+    auto args = examples::parse_args(cli, argc, argv);
     if (args.count("help")) {
       if (main_rank) std::printf("%s\n", cli.help().c_str());
       return 0;

@@ -26,7 +26,37 @@ void usage_check(bool ok, const std::string& message) {
   if (!ok) throw UsageError(message);
 }
 
+// The flag of argv that was given `value` ("--name value", "--name=value" or "-n value"), or "" when none was.
+std::string flag_given(const std::string& value, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.size() < 2 || arg[0] != '-') continue;
+    const size_t eq = arg.find('=');
+    if (eq != std::string::npos && arg.substr(eq + 1) == value) return arg.substr(0, eq);
+    if (eq == std::string::npos && i + 1 < argc && argv[i + 1] == value) return arg;
+  }
+  return "";
+}
+
 }  // namespace
+
+cxxopts::ParseResult parse_args(cxxopts::Options& cli, int argc, char** argv) {
+  try {
+    return cli.parse(argc, argv);
+  } catch (const cxxopts::exceptions::incorrect_argument_type& e) {
+    const std::string what = e.what();
+    for (int i = 1; i < argc; ++i) {
+      // The message quotes the value; each word of argv (or what follows its '=') is a candidate.
+      std::string word = argv[i];
+      if (word.rfind("-", 0) == 0 && word.find('=') != std::string::npos) word = word.substr(word.find('=') + 1);
+      const std::string flag = flag_given(word, argc, argv);
+      if (flag.empty() || what != "Argument " + cxxopts::LQUOTE + word + cxxopts::RQUOTE + " failed to parse") continue;
+      throw UsageError(flag + ": '" + word + "' is not a value of this flag's type (a number out of range, or not a " +
+                       "number)");
+    }
+    throw;
+  }
+}
 
 std::shared_ptr<cxxopts::Value> text_value(const char* default_value) {
   return cxxopts::value<std::string>()->default_value(default_value);

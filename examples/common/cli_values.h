@@ -23,6 +23,11 @@ class UsageError : public Error {
   using Error::Error;
 };
 
+// cli.parse(argc, argv), where a value that a typed flag (cxxopts::value<int>() and kin) cannot hold, whose cxxopts
+// message names only the value, is reported naming the flag that was given it ("--epochs: '4294967297' is not a
+// value of this flag's type (a number out of range, or not a number)").
+cxxopts::ParseResult parse_args(cxxopts::Options& cli, int argc, char** argv);
+
 // A flag's declaration for cxxopts: its value is text, `default_value` when absent.
 std::shared_ptr<cxxopts::Value> text_value(const char* default_value);
 

@@ -1,6 +1,7 @@
 #include "run_config.h"
 
 #include <braid/braid.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -63,6 +64,22 @@ std::string exact(double v) {
   return buf;
 }
 
+// The model with AdamW's state (four copies of each parameter) and a step's activations (a few copies of each
+// layer's outputs and of its attention maps), estimated in doubles (the products overflow int64 for absurd sizes)
+// for this host's ranks: beyond its memory, a std::bad_alloc in the middle of building the model, or the
+// out-of-memory killer, would end the run instead of a message.
+void check_fits_in_memory(const RunConfig& c) {
+  const GPTConfig& m = c.model;
+  const double e = double(m.n_embd), layers = double(m.n_layer), t = double(m.block_size), b = double(c.batch_size);
+  const double params = 12 * layers * e * e + (double(m.vocab_size) + t) * e;
+  const double activations = b * t * (layers * (40 * e + 4 * double(m.n_head) * t) + 4 * double(m.vocab_size));
+  const double bytes = 4 * (4 * params / double(c.tp) + activations) * dist::local_world_size();
+  const double host = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE)), gib = double(1 << 30);
+  BRAID_CHECK(bytes <= host, "--n-layer ", m.n_layer, ", --n-embd ", m.n_embd, ", --n-head ", m.n_head,
+              ", --block-size ", m.block_size, " and --batch-size ", c.batch_size, ": the model and a step's "
+              "activations need about ", bytes / gib, " GiB, more than this host's ", host / gib, " GiB");
+}
+
 // The checks between flags, each naming the flags involved.
 void check_combinations(const RunConfig& c) {
   const GPTConfig& m = c.model;
@@ -80,6 +97,7 @@ void check_combinations(const RunConfig& c) {
               c.device, "'");
   BRAID_CHECK(c.tp == dist::world_size(), "--tp ", c.tp, " must equal the number of ranks mpirun started (",
               dist::world_size(), "): run mpirun -np ", c.tp, " gpt --tp ", c.tp);
+  check_fits_in_memory(c);
 }
 
 // Each flag as parsed (numbers printed exactly, so that "0.1" on one rank and "1e-1" on another agree).

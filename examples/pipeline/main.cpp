@@ -52,6 +52,9 @@ cxxopts::Options make_options() {
   return cli;
 }
 
+// deep_mlp's modules (784 -> 6 x 256 ReLU -> 10: seven Linear and six ReLU); each pipeline stage needs one.
+constexpr int64_t kDeepMlpModules = 13;
+
 // A flag held in an int: a larger value is refused rather than wrapped.
 int count_flag(const cxxopts::ParseResult& args, const std::string& name, int lo) {
   const int64_t value = int_flag(args, name, lo);
@@ -88,6 +91,9 @@ dist::PipelineOptions read_pipeline_options(const cxxopts::ParseResult& args, in
   if (options.virtual_stages > 1 && !interleaved)
     throw UsageError("--virtual-stages " + std::to_string(options.virtual_stages) + " needs --schedule interleaved; " +
                      args["schedule"].as<std::string>() + " runs one stage per rank");
+  if (int64_t(options.virtual_stages) * ranks > kDeepMlpModules)
+    throw UsageError("--virtual-stages " + std::to_string(options.virtual_stages) + " on " + std::to_string(ranks) +
+                     " ranks makes more stages than the model's " + std::to_string(kDeepMlpModules) + " modules");
   if (interleaved && options.virtual_stages > 1 && options.microbatches % ranks != 0)
     throw UsageError("--microbatches " + std::to_string(options.microbatches) +
                      " must be a multiple of the number of ranks (" + std::to_string(ranks) +

@@ -64,3 +64,4 @@ add_test(NAME example.array_mean_help_on_rank_1
 set_tests_properties(example.array_mean_help_on_rank_1 PROPERTIES TIMEOUT 60 PROCESSORS 2
                      ENVIRONMENT "BRAID_DIST_TIMEOUT=120")
 include(${CMAKE_CURRENT_LIST_DIR}/nonfinite_tests.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/bad_flag_tests.cmake)

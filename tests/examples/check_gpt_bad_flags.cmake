@@ -17,6 +17,15 @@ set(cases
     "--device|tpu" "--device"
     "--device|cuda:x" "--device"
     "--eval-batches|0" "--eval-batches"
+    "--steps|99999999999999999999" "--steps: expected an integer, got '99999999999999999999'"
+    "--lr|nan" "--lr: expected a number, got 'nan'"
+    "--lr|inf" "--lr: expected a number, got 'inf'"
+    "--grad-clip|1e999" "--grad-clip: expected a number, got '1e999'"
+    "--seed|18446744073709551616" "--seed: expected an integer from 0 to 2\\^64 - 1"
+    "--threads|5000" "--threads: expected 0 to 4096, got 5000"
+    "--nan-loss-at-step=-1" "--nan-loss-at-step: expected 0 or more, got -1"
+    "--n-embd|1000000" "--n-embd 1000000.*more than this host's"
+    "--batch-size|100000000" "--batch-size 100000000.*more than this host's"
     "--no-such-flag" "no-such-flag"
     "--data|/no/such/fortunes" "/no/such/fortunes.*apt-get install fortunes")
 include(${CMAKE_CURRENT_LIST_DIR}/bad_flags.cmake)

@@ -17,6 +17,14 @@ set(cases
     "--limit=-5" "--limit: expected 0 or more, got -5"
     "--seed|x" "--seed: expected an integer"
     "--data-dir|/no/such/fashion" "--data-dir: .*/no/such/fashion"
+    "--lr|nan" "--lr: expected a positive number, got 'nan'"
+    "--lr|1e999" "--lr: expected a positive number, got '1e999'"
+    "--limit|99999999999999999999" "--limit: expected an integer, got '99999999999999999999'"
+    "--seed|18446744073709551616" "--seed: expected an integer from 0 to 2\\^64 - 1"
+    "--threads|100000" "--threads: expected 0 to 4096, got 100000"
+    "--threads=-1" "--threads: expected 0 to 4096, got -1"
+    "--virtual-stages|99|--schedule|interleaved" "--virtual-stages 99 on 1 ranks makes more stages than the model's 13"
+    "--nan-loss-at-step=-1" "--nan-loss-at-step: expected 0 or more, got -1"
     "--no-such-flag" "no-such-flag")
 include(${CMAKE_CURRENT_LIST_DIR}/bad_flags.cmake)
 expect_bad_flags(PROGRAM pipeline EXE "${EXE}" BEFORE --limit 256 TRAINING "Epoch [0-9]" CASES ${cases})
