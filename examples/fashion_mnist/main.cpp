@@ -410,9 +410,11 @@ int main(int argc, char** argv) {
       if (epoch < last_epoch && (stopped_by = agreed_stop_signal(stop_group))) stopped_at = RunPoint{epoch};
     }
     if (stopped_by && main_rank) {
+      const std::string where = stopped_at.step ? "in epoch " + std::to_string(stopped_at.epochs_done + 1) +
+                                                      " after step " + std::to_string(stopped_at.step)
+                                                : "after epoch " + std::to_string(stopped_at.epochs_done);
       std::fprintf(
-          stderr, "fashion_mnist: stopped by %s after epoch %d, step %lld of the next; %s\n",
-          examples::signal_name(stopped_by), stopped_at.epochs_done, (long long)stopped_at.step,
+          stderr, "fashion_mnist: stopped by %s %s; %s\n", examples::signal_name(stopped_by), where.c_str(),
           checkpoint.empty() ? "nothing saved (no --checkpoint)" : ("resume with --resume " + checkpoint).c_str());
     } else if (main_rank) {
       std::printf("Trained in %.1f s\n",
