@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -66,12 +67,16 @@ double read_timeout() {
   return v;
 }
 
-// An on/off environment variable: unset gives `fallback`; empty, 0, false, off mean off; anything else on.
+// An on/off environment variable: unset gives `fallback`; empty, 0, false, off, no mean off; 1, true, on, yes on (any
+// case). Anything else is refused rather than guessed at (BRAID_DIST_DEBUG=of would otherwise turn the checks on).
 bool read_flag(const char* name, bool fallback) {
   const char* text = std::getenv(name);
   if (!text) return fallback;
   std::string v(text);
-  return !(v.empty() || v == "0" || v == "false" || v == "off" || v == "OFF");
+  for (char& c : v) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (v.empty() || v == "0" || v == "false" || v == "off" || v == "no") return false;
+  if (v == "1" || v == "true" || v == "on" || v == "yes") return true;
+  BRAID_FAIL("braid::dist::init: ", name, " must be 1 or 0 (or true/false, on/off, yes/no), got '", text, "'");
 }
 
 // The cores this process may run on (its affinity mask).
@@ -138,6 +143,7 @@ void init(int argc, char** argv) {
   }
   rt.timeout_s = detail::read_timeout();
   rt.debug = detail::read_flag("BRAID_DIST_DEBUG", false);
+  detail::read_flag("BRAID_DIST_SPIN", false);  // a malformed value is refused before MPI starts
 
   int already = 0;
   BRAID_MPI_CHECK(MPI_Initialized(&already));
@@ -183,7 +189,13 @@ void init(int argc, char** argv) {
   detail::g_previous_terminate = std::set_terminate(detail::on_terminate);
   rt.initialized = true;
   std::atexit(detail::finalize_at_exit);
-  if (const char* trace = std::getenv("BRAID_TRACE"); trace && *trace) start_trace(trace);
+  if (const char* trace = std::getenv("BRAID_TRACE"); trace && *trace) {
+    try {
+      start_trace(trace);
+    } catch (const Error& e) {
+      BRAID_FAIL("braid::dist::init: BRAID_TRACE: ", e.what());
+    }
+  }
 }
 
 bool is_initialized() {

@@ -8,3 +8,21 @@ if(EXISTS /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz)
            COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:fashion_mnist>
                    -P ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_fashion_mnist_bad_flags.cmake)
 endif()
+# Braid's environment variables: an on/off variable that is neither, or a trace file that cannot be written, ends
+# every example (and every rank) with a message naming the variable and exit 1 (these once ran on silently, or named
+# only start_trace).
+set(braid_env_message "braid::dist::init: BRAID_DIST_[A-Z]+ must be 1 or 0 \\(or true/false, on/off, yes/no\\), got")
+foreach(env BRAID_DIST_DEBUG=banana BRAID_DIST_SPIN=2)
+  string(MAKE_C_IDENTIFIER "${env}" id)
+  add_test(NAME example.simple_nn_bad_env_${id}
+           COMMAND ${CMAKE_COMMAND} "-DCOMMAND=$<TARGET_FILE:simple_nn>" "-DENV=${env}"
+                   "-DEXPECT=${braid_env_message}" -P ${braid_bad_input_script})
+  add_test(NAME example.array_mean_np2_bad_env_${id}
+           COMMAND ${CMAKE_COMMAND} "-DCOMMAND=${braid_bad_input_job}|--size|100" "-DENV=${env}"
+                   "-DEXPECT=${braid_env_message}" -DRUNS=2 -P ${braid_bad_input_script})
+  set_tests_properties(example.array_mean_np2_bad_env_${id} PROPERTIES PROCESSORS 2)
+endforeach()
+add_test(NAME example.simple_nn_bad_env_BRAID_TRACE
+         COMMAND ${CMAKE_COMMAND} "-DCOMMAND=$<TARGET_FILE:simple_nn>" "-DENV=BRAID_TRACE=/no/such/folder/trace.json"
+                 "-DEXPECT=braid::dist::init: BRAID_TRACE: start_trace: cannot write the trace file '/no/such/folder/"
+                 -P ${braid_bad_input_script})
