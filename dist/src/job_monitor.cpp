@@ -226,7 +226,9 @@ std::vector<MemberAnswer> ask_members(int64_t group, int64_t seq, const std::vec
   int64_t question[2] = {group, seq};
   std::vector<MPI_Request> requests;
   for (int r : ranks) {
-    answers.push_back({.rank = r});
+    MemberAnswer answer;
+    answer.rank = r;
+    answers.push_back(answer);
     MPI_Request request = MPI_REQUEST_NULL;
     if (MPI_Isend(question, 2, MPI_INT64_T, r, kQuestion, m.comm, &request) == MPI_SUCCESS) requests.push_back(request);
   }
