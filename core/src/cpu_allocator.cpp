@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
+#include <cstring>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
@@ -31,7 +33,14 @@ size_t initial_limit() {
   return 0;
 #else
   const char* env = std::getenv("BRAID_CPU_CACHE_BYTES");
-  return env && *env ? size_t(std::strtoull(env, nullptr, 10)) : size_t(1) << 30;
+  if (!env || !*env) return size_t(1) << 30;
+  // Digits only: strtoull would read "abc" as 0 (no cache) and "-1" as 2^64 - 1.
+  size_t bytes = 0;
+  const char* end = env + std::strlen(env);
+  const auto [stop, error] = std::from_chars(env, end, bytes);
+  BRAID_CHECK(error == std::errc() && stop == end,
+              "BRAID_CPU_CACHE_BYTES must be a number of bytes (0 turns the CPU cache off), got '", env, "'");
+  return bytes;
 #endif
 }
 

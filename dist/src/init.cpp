@@ -15,6 +15,7 @@
 #include <string>
 #include <typeinfo>
 
+#include "braid/core/cpu.h"
 #include "braid/core/cuda.h"
 #include "braid/dist/trace.h"
 #include "job_monitor.h"
@@ -144,6 +145,7 @@ void init(int argc, char** argv) {
   rt.timeout_s = detail::read_timeout();
   rt.debug = detail::read_flag("BRAID_DIST_DEBUG", false);
   detail::read_flag("BRAID_DIST_SPIN", false);  // a malformed value is refused before MPI starts
+  cpu::cache_limit();  // reads BRAID_CPU_CACHE_BYTES: refused here, not at the first large allocation
 
   int already = 0;
   BRAID_MPI_CHECK(MPI_Initialized(&already));

@@ -22,6 +22,13 @@ foreach(env BRAID_DIST_DEBUG=banana BRAID_DIST_SPIN=2)
                    "-DEXPECT=${braid_env_message}" -DRUNS=2 -P ${braid_bad_input_script})
   set_tests_properties(example.array_mean_np2_bad_env_${id} PROPERTIES PROCESSORS 2)
 endforeach()
+foreach(value abc -1 99999999999999999999999)
+  string(MAKE_C_IDENTIFIER "${value}" id)
+  add_test(NAME example.simple_nn_bad_env_BRAID_CPU_CACHE_BYTES_${id}
+           COMMAND ${CMAKE_COMMAND} "-DCOMMAND=$<TARGET_FILE:simple_nn>" "-DENV=BRAID_CPU_CACHE_BYTES=${value}"
+                   "-DEXPECT=BRAID_CPU_CACHE_BYTES must be a number of bytes \\(0 turns the CPU cache off\\), got '${value}'"
+                   -P ${braid_bad_input_script})
+endforeach()
 add_test(NAME example.simple_nn_bad_env_BRAID_TRACE
          COMMAND ${CMAKE_COMMAND} "-DCOMMAND=$<TARGET_FILE:simple_nn>" "-DENV=BRAID_TRACE=/no/such/folder/trace.json"
                  "-DEXPECT=braid::dist::init: BRAID_TRACE: start_trace: cannot write the trace file '/no/such/folder/"
