@@ -96,7 +96,7 @@ TEST(FuzzRegressions, SafetensorsDeeplyNestedShapeIsAnErrorNotACrash) {
   fs::path dir = fs::temp_directory_path() / ("braid_fuzz_regressions_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::string p = (dir / "deep.safetensors").string();
-  const size_t depth = 1'000'000;
+  const size_t depth = 300'000;
   std::string header = R"({"t":{"dtype":"F32","shape":[)" + std::string(depth, '[') + std::string(depth, ']') +
                        R"(],"data_offsets":[0,0]}})";
   header.append((8 - header.size() % 8) % 8, ' ');

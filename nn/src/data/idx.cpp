@@ -34,7 +34,10 @@ enum class IdxType : uint8_t { U8 = 0x08, I8 = 0x09, I16 = 0x0B, I32 = 0x0C, F32
 
 // A header of more dims than this is taken as corruption, not data.
 constexpr uint32_t max_dims = 16;
-// Compressed data is read in pieces of this size, so memory grows only with the bytes actually present.
+// Compressed data is read in pieces, so memory grows only with the bytes actually present. They start small and
+// double, so a short file whose header claims a lot costs little (a fuzzer's every other input) yet large files
+// still read in few pieces.
+constexpr size_t first_read_chunk = size_t(64) << 10;
 constexpr size_t read_chunk = size_t(16) << 20;
 
 size_t type_size(IdxType t) {
@@ -153,9 +156,9 @@ IdxArray read_raw(const std::string& path) {
   }
   size_t nbytes = size_t(numel) * type_size(a.type);
   // Grow with the data actually present: a header promising terabytes fails at the end of a small file.
-  while (a.bytes.size() < nbytes) {
+  for (size_t chunk = first_read_chunk; a.bytes.size() < nbytes; chunk = std::min(2 * chunk, read_chunk)) {
     size_t before = a.bytes.size();
-    size_t want = std::min(read_chunk, nbytes - before);
+    size_t want = std::min(chunk, nbytes - before);
     a.bytes.resize(before + want);
     size_t n = in.read(a.bytes.data() + before, want);
     BRAID_CHECK(n == want, "read_idx: '", path, "' is truncated: its header declares ", type_name(a.type), " shape ",
