@@ -48,6 +48,8 @@ const char* op_name(OpKind op) {
       return "recv";
     case OpKind::Barrier:
       return "barrier";
+    case OpKind::NewGroup:
+      return "new_group";
   }
   return "unknown operation";
 }
@@ -92,7 +94,35 @@ Signature make_signature(OpKind op, ReduceOp reduce, int root, int tag, const Te
   return s;
 }
 
+uint64_t fingerprint(const Signature& s) {
+  // FNV-1a over the record's bytes (it has no padding, so equal records hash alike).
+  const auto* p = reinterpret_cast<const unsigned char*>(&s);
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < sizeof(Signature); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+Signature new_group_signature(const std::vector<int>& ranks) {
+  Signature s;
+  s.op = int32_t(OpKind::NewGroup);
+  s.a.ndim = int32_t(std::min<size_t>(ranks.size(), TensorSignature::kMaxDims));
+  for (int i = 0; i < s.a.ndim; ++i) s.a.shape[size_t(i)] = ranks[size_t(i)];
+  s.a.numel = int64_t(ranks.size());
+  uint64_t h = 14695981039346656037ull;
+  for (int r : ranks) h = (h ^ uint64_t(uint32_t(r))) * 1099511628211ull;
+  s.list_hash = h;
+  return s;
+}
+
 namespace {
+
+// "[0, 2, 3]", or "[0, 1, 2, 3, 4, 5, ... (12 ranks)]" for a long list (the signature keeps its first ranks).
+std::string describe_rank_list(const TensorSignature& t) {
+  std::string out = "[";
+  for (int i = 0; i < t.ndim; ++i) out += (i ? ", " : "") + std::to_string(t.shape[size_t(i)]);
+  if (t.numel > t.ndim) out += ", ... (" + std::to_string(t.numel) + " ranks)";
+  return out + "]";
+}
 
 std::string describe_tensor(const TensorSignature& t) {
   std::string out = "[";
@@ -135,6 +165,8 @@ std::string describe(const Signature& s) {
              ")";
     case OpKind::Barrier:
       return name + "()";
+    case OpKind::NewGroup:
+      return name + "(" + describe_rank_list(s.a) + ")";
   }
   return name;
 }
@@ -536,10 +568,30 @@ class DispatchingProcessGroup : public ProcessGroup {
 
   WorkHandle barrier() override {
     require_running("ProcessGroup::barrier");
+    check_thread("barrier");
     return maybe_traced(mpi_ ? mpi_->barrier() : local_->barrier(), "barrier", 0);
   }
 
+  // new_group's part on the world group (see MpiBackend::create_group).
+  WorkHandle create_group(const std::vector<int>& ranks, int64_t* id, MPI_Comm* out) {
+    require_running("new_group");
+    check_thread("new_group");
+    return mpi_->create_group(ranks, id, out);
+  }
+
  private:
+  // Ranks match a group's collectives by issue order, so two threads issuing on one group would pair different
+  // calls across ranks (same shapes: silently wrong sums). The first thread that issues on a group keeps it.
+  void check_thread(const char* op) {
+    const std::thread::id me = std::this_thread::get_id();
+    std::thread::id owner = owner_.load(std::memory_order_relaxed);
+    if (owner == me) return;
+    if (owner == std::thread::id() && owner_.compare_exchange_strong(owner, me)) return;
+    BRAID_FAIL(op, ": group ", ranks_str(ranks_), " is already used by another thread; one group may be used from ",
+               "one thread only (ranks match its operations by issue order, which two threads would mix up): make a ",
+               "group per thread with new_group()");
+  }
+
   int64_t batch_bytes(const std::vector<P2POp>& ops) const {
     int64_t bytes = 0;
     for (const P2POp& op : ops) bytes += tensor_bytes(op.tensor);
@@ -559,6 +611,7 @@ class DispatchingProcessGroup : public ProcessGroup {
 
   Backend& route(const char* op, const Tensor& t) {
     require_running(op);
+    check_thread(op);
     if (!mpi_) return *local_;
     if (t.device().is_cpu()) return *mpi_;
     return nccl_for(t.device().index, op);
@@ -585,6 +638,7 @@ class DispatchingProcessGroup : public ProcessGroup {
 
   std::shared_ptr<MpiBackend> mpi_;
   std::shared_ptr<Backend> local_;
+  std::atomic<std::thread::id> owner_{};
 #if BRAID_WITH_NCCL
   std::mutex nccl_mutex_;
   std::shared_ptr<Backend> nccl_;
@@ -595,35 +649,9 @@ class DispatchingProcessGroup : public ProcessGroup {
   int size_ = 1;
 };
 
-std::shared_ptr<ProcessGroup> make_mpi_group(MPI_Comm comm, std::vector<int> global_ranks) {
-  return std::make_shared<DispatchingProcessGroup>(std::make_shared<MpiBackend>(comm, global_ranks), global_ranks);
-}
-
-// Debug mode: every rank must pass the same list to new_group; exchange the lists over the world and compare.
-void check_same_ranks_everywhere(const std::vector<int>& ranks) {
-  const size_t world = size_t(runtime().size);
-  int n = int(ranks.size());
-  std::vector<int> counts(world), displs(world);
-  BRAID_MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD));
-  int total = 0;
-  for (size_t r = 0; r < world; ++r) {
-    displs[r] = total;
-    total += counts[r];
-  }
-  std::vector<int> all(size_t(std::max(total, 1)));
-  BRAID_MPI_CHECK(
-      MPI_Allgatherv(ranks.data(), n, MPI_INT, all.data(), counts.data(), displs.data(), MPI_INT, MPI_COMM_WORLD));
-  bool same = true;
-  std::vector<std::vector<int>> lists(world);
-  for (size_t r = 0; r < world; ++r) {
-    lists[r].assign(all.begin() + displs[r], all.begin() + displs[r] + counts[r]);
-    same = same && lists[r] == ranks;
-  }
-  if (same) return;
-  std::string msg = "new_group: ranks disagree:";
-  for (size_t r = 0; r < world; ++r)
-    msg += std::string(r ? "," : "") + " rank " + std::to_string(r) + " passed " + ranks_str(lists[r]);
-  BRAID_FAIL(msg);
+std::shared_ptr<ProcessGroup> make_mpi_group(MPI_Comm comm, std::vector<int> global_ranks, int64_t group_id) {
+  return std::make_shared<DispatchingProcessGroup>(std::make_shared<MpiBackend>(comm, global_ranks, group_id),
+                                                   global_ranks);
 }
 
 }  // namespace
@@ -635,7 +663,7 @@ std::shared_ptr<ProcessGroup> make_world_group() {
   if (!rt.mpi) return std::make_shared<DispatchingProcessGroup>(nullptr, std::move(all));
   MPI_Comm comm = MPI_COMM_NULL;
   BRAID_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm));
-  return make_mpi_group(comm, std::move(all));
+  return make_mpi_group(comm, std::move(all), 0);
 }
 
 thread_local bool t_wait_follows = false;
@@ -714,25 +742,25 @@ std::shared_ptr<ProcessGroup> new_group(const std::vector<int>& ranks) {
     BRAID_CHECK(i == 0 || sorted[i] != sorted[i - 1], "new_group: rank ", sorted[i], " appears twice in ",
                 detail::ranks_str(ranks));
   }
-  if (rt.mpi && rt.debug) detail::check_same_ranks_everywhere(ranks);
-  // MPI_Comm_create_group's tag keeps concurrent creations apart; every rank counts every call, members or not, so
-  // the members of one group agree on it.
-  static std::atomic<int> creations{0};
-  int tag = creations++ % 32768;
-  if (std::find(ranks.begin(), ranks.end(), rt.rank) == ranks.end())
-    return std::make_shared<detail::NonMemberGroup>(ranks);
-  if (!rt.mpi) return std::make_shared<detail::DispatchingProcessGroup>(nullptr, ranks);
-
-  // MPI_Comm_create_group is collective over the members only, so ranks outside the list need not take part.
-  MPI_Group world_group = MPI_GROUP_NULL, group = MPI_GROUP_NULL;
+  if (!rt.mpi) {
+    if (std::find(ranks.begin(), ranks.end(), rt.rank) == ranks.end())
+      return std::make_shared<detail::NonMemberGroup>(ranks);
+    return std::make_shared<detail::DispatchingProcessGroup>(nullptr, ranks);
+  }
+  // Through the world group's queue: every rank's list is checked against the others' first (a rank that passed
+  // another list, or issued another collective instead, makes it an error on every rank), and a rank that never
+  // comes is caught by the wait's timeout, as for any collective.
+  auto* world_group = dynamic_cast<detail::DispatchingProcessGroup*>(world().get());
+  BRAID_CHECK(world_group, "new_group: the world group is not an MPI group");
   MPI_Comm comm = MPI_COMM_NULL;
-  BRAID_MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
-  BRAID_MPI_CHECK(MPI_Group_incl(world_group, int(ranks.size()), ranks.data(), &group));
-  int rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &comm);
-  MPI_Group_free(&group);
-  MPI_Group_free(&world_group);
-  detail::check_mpi(rc, "MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &comm)", __FILE__, __LINE__);
-  return detail::make_mpi_group(comm, ranks);
+  int64_t id = 0;
+  {
+    detail::WaitFollowsHint hint;
+    WorkHandle work = world_group->create_group(ranks, &id, &comm);
+    work->wait();
+  }
+  if (comm == MPI_COMM_NULL) return std::make_shared<detail::NonMemberGroup>(ranks);
+  return detail::make_mpi_group(comm, ranks, id);
 }
 
 }  // namespace braid::dist

@@ -75,12 +75,15 @@ enum class OpKind : int32_t {
   AllToAll,
   Send,
   Recv,
-  Barrier
+  Barrier,
+  NewGroup
 };
 
 const char* op_name(OpKind op);
 
-// A fixed-size, padding-free record of one call, compared across ranks in debug mode (MPI_Allgather as bytes).
+// A fixed-size, padding-free record of one call. Every collective's is compared across its group before any data
+// moves: by default through a 64-bit fingerprint (one small MPI_Allreduce), in debug mode and after a fingerprint
+// mismatch as whole records (MPI_Allgather as bytes), so the error can say what each rank passed.
 struct TensorSignature {
   static constexpr int kMaxDims = 6;
   int32_t defined = 0;
@@ -100,9 +103,20 @@ struct Signature {
   TensorSignature a;  // the tensor (all_gather/reduce_scatter/all_to_all: the input; gather: the input; scatter:
                       // the output: what every rank passes alike)
   TensorSignature b;  // all_gather/reduce_scatter/all_to_all: the output
+  // Collectives: this rank's count of checked operations on the group, 1 for the first (a rank that skipped or
+  // repeated one disagrees here even where the operations look alike). 0 for send, recv and batches.
+  int64_t seq = 0;
+  // new_group: a fingerprint of the whole list of ranks (`a` holds the list's length and its first ranks).
+  uint64_t list_hash = 0;
   bool operator==(const Signature&) const = default;
 };
-static_assert(sizeof(Signature) == 16 + 2 * (16 + 8 * TensorSignature::kMaxDims + 8), "Signature must have no padding");
+static_assert(sizeof(Signature) == 16 + 2 * (16 + 8 * TensorSignature::kMaxDims + 8) + 16,
+              "Signature must have no padding");
+
+// A 64-bit hash of every field (equal signatures give equal fingerprints; different ones almost never collide).
+uint64_t fingerprint(const Signature& s);
+// new_group's signature: the list's length, its first kMaxDims ranks and a hash of all of them.
+Signature new_group_signature(const std::vector<int>& ranks);
 
 TensorSignature tensor_signature(const Tensor& t);
 Signature make_signature(OpKind op, ReduceOp reduce, int root, int tag, const Tensor& a, const Tensor& b = Tensor());
@@ -211,7 +225,7 @@ struct MpiTask {
   Signature sig;
   std::string label;  // set for internal operations and batches, which have no signature
   std::string description() const { return label.empty() ? describe(sig) : label; }
-  bool check_signature = false;  // collectives in debug mode
+  bool check_signature = false;  // collectives (and new_group): compared across the group before they run
   std::shared_ptr<ThreadWork> work;
   std::vector<Tensor> tensors;  // kept alive until the operation finished
   std::function<void(MPI_Comm)> collective;
@@ -288,11 +302,15 @@ class CommThread : public InlineRunner {
 // CPU tensors of one group over MPI. Owns `comm` (freed at shutdown); its operations run on the CommThread.
 class MpiBackend : public Backend {
  public:
-  MpiBackend(MPI_Comm comm, std::vector<int> global_ranks);
+  // `group_id`: 0 for the world; a new_group's group has the number of its creation among the world's checked
+  // operations (the same on every rank, members or not).
+  MpiBackend(MPI_Comm comm, std::vector<int> global_ranks, int64_t group_id);
   ~MpiBackend() override;
   int rank() const { return rank_; }
   int size() const { return size_; }
   int global_rank() const { return global_ranks_[size_t(rank_)]; }
+  const std::vector<int>& global_ranks() const { return global_ranks_; }
+  int64_t group_id() const { return group_id_; }
   MPI_Comm comm() const { return comm_; }
 
   WorkHandle all_reduce(const Tensor& tensor, ReduceOp op) override;
@@ -312,20 +330,30 @@ class MpiBackend : public Backend {
   // Runs fn(comm) on the communication thread, in order with the other operations (the NCCL backend broadcasts
   // its unique id this way).
   WorkHandle submit(std::string description, std::function<void(MPI_Comm)> fn);
-  // Debug mode for the NCCL backend's collectives: compares `sig` across the group (MPI_Allgather on the
-  // communication thread); the Work's wait() throws the mismatch.
+  // For the NCCL backend's collectives: compares `sig` across the group (on the communication thread, in order with
+  // this group's other operations); the Work's wait() throws the mismatch.
   WorkHandle verify(const Signature& sig);
-  // Debug mode: compares `mine` across the group and throws the mismatch, naming every rank (communication thread).
+  // Makes the communicator of the group of `ranks` (global ranks) out of this one, the world's: every world rank
+  // takes part in the check, the members then in MPI_Comm_create_group. *id gets the group's id at once (the same
+  // on every rank once the Work completed without error); the new communicator lands in *out (MPI_COMM_NULL on
+  // non-members) when the Work completes.
+  WorkHandle create_group(const std::vector<int>& ranks, int64_t* id, MPI_Comm* out);
+  // Compares `mine` across the group (communication thread): the fingerprints by default, the whole signatures in
+  // debug mode or once the fingerprints differ. A mismatch throws MismatchError naming every rank's call.
   void check_signatures(const Signature& mine);
 
  private:
   friend class CommThread;
   WorkHandle enqueue(std::unique_ptr<MpiTask> task);
   WorkHandle p2p(Signature sig, std::string label, const std::vector<P2POp>& ops);
+  // Exchanges whole signatures and throws the mismatch (does nothing if all agree).
+  void compare_signatures(const Signature& mine);
 
   MPI_Comm comm_;
   MPI_Comm debug_comm_ = MPI_COMM_NULL;  // debug mode: send/recv signatures travel here
   std::vector<int> global_ranks_;
+  int64_t group_id_ = 0;
+  int64_t seq_ = 0;  // checked operations issued so far (ProcessGroup keeps each group to one issuing thread)
   int rank_ = 0;
   int size_ = 0;
   int tag_ub_ = 32767;

@@ -72,8 +72,8 @@ void divide(const Tensor& t, int size) {
 }  // namespace
 
 
-MpiBackend::MpiBackend(MPI_Comm comm, std::vector<int> global_ranks)
-    : comm_(comm), global_ranks_(std::move(global_ranks)) {
+MpiBackend::MpiBackend(MPI_Comm comm, std::vector<int> global_ranks, int64_t group_id)
+    : comm_(comm), global_ranks_(std::move(global_ranks)), group_id_(group_id) {
   BRAID_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
   BRAID_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
   BRAID_MPI_CHECK(MPI_Comm_size(comm_, &size_));
@@ -101,6 +101,7 @@ MpiBackend::~MpiBackend() {
 
 WorkHandle MpiBackend::enqueue(std::unique_ptr<MpiTask> task) {
   task->owner = this;
+  if (task->check_signature && task->sig.seq == 0) task->sig.seq = ++seq_;
   return CommThread::instance().enqueue(std::move(task));
 }
 
@@ -117,7 +118,7 @@ std::unique_ptr<MpiTask> make_task(const Signature& sig, std::vector<Tensor> ten
   auto task = std::make_unique<MpiTask>();
   task->sig = sig;
   task->tensors = std::move(tensors);
-  task->check_signature = runtime().debug;
+  task->check_signature = true;
   return task;
 }
 
@@ -240,6 +241,30 @@ WorkHandle MpiBackend::verify(const Signature& sig) {
   return enqueue(std::move(task));
 }
 
+WorkHandle MpiBackend::create_group(const std::vector<int>& ranks, int64_t* id, MPI_Comm* out) {
+  auto task = std::make_unique<MpiTask>();
+  task->sig = new_group_signature(ranks);
+  task->check_signature = true;
+  // The operation's number on the world names the group: the check compares it, so every rank that gets past
+  // the check agrees on it, even after a failed new_group that some ranks did not call.
+  task->sig.seq = ++seq_;
+  *id = task->sig.seq;
+  const int tag = int(*id % 32768);  // keeps concurrent MPI_Comm_create_group calls apart
+  const bool member = std::find(ranks.begin(), ranks.end(), global_rank()) != ranks.end();
+  task->collective = [ranks, tag, out, member](MPI_Comm comm) {
+    if (!member) return;
+    // Collective over the members only: ranks outside the list took part in the check and are done.
+    MPI_Group parent = MPI_GROUP_NULL, group = MPI_GROUP_NULL;
+    BRAID_MPI_CHECK(MPI_Comm_group(comm, &parent));
+    int rc = MPI_Group_incl(parent, int(ranks.size()), ranks.data(), &group);
+    if (rc == MPI_SUCCESS) rc = MPI_Comm_create_group(comm, group, tag, out);
+    if (group != MPI_GROUP_NULL) MPI_Group_free(&group);
+    MPI_Group_free(&parent);
+    check_mpi(rc, "MPI_Comm_create_group(world, group, tag, &comm)", __FILE__, __LINE__);
+  };
+  return enqueue(std::move(task));
+}
+
 // ---- point-to-point ----
 
 namespace {
@@ -347,7 +372,21 @@ WorkHandle MpiBackend::p2p(Signature sig, std::string label, const std::vector<P
 
 // ---- on the communication thread ----
 
+// One MPI_Allreduce (MAX) of {h, ~h} gives every rank the largest and the smallest fingerprint at once: equal means
+// every rank passed the same call, and every rank reaches the same verdict, so they take the same next step (the
+// full exchange, or the operation). It costs one small collective, whatever the tensor's size: a check that only
+// some ranks skipped (below a size, say) would itself be a mismatch.
 void MpiBackend::check_signatures(const Signature& mine) {
+  if (runtime().debug) return compare_signatures(mine);
+  const uint64_t h = fingerprint(mine);
+  uint64_t extremes[2] = {h, ~h};
+  BRAID_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, extremes, 2, MPI_UINT64_T, MPI_MAX, comm_));
+  if (extremes[0] == ~extremes[1]) return;
+  compare_signatures(mine);
+  // Different fingerprints, alike signatures: a hash collision is not a mismatch, so the operation goes on.
+}
+
+void MpiBackend::compare_signatures(const Signature& mine) {
   std::vector<Signature> all(static_cast<size_t>(size_));
   BRAID_MPI_CHECK(
       MPI_Allgather(&mine, int(sizeof(Signature)), MPI_BYTE, all.data(), int(sizeof(Signature)), MPI_BYTE, comm_));
@@ -355,7 +394,7 @@ void MpiBackend::check_signatures(const Signature& mine) {
   std::string msg = std::string(op_name(OpKind(mine.op))) + ": ranks disagree:";
   for (int r = 0; r < size_; ++r)
     msg += std::string(r ? "," : "") + " rank " + std::to_string(global_ranks_[size_t(r)]) + " passed " +
-           describe(all[size_t(r)]);
+           describe(all[size_t(r)]) + " as operation #" + std::to_string(all[size_t(r)].seq);
   throw MismatchError(msg);
 }
 

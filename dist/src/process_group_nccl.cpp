@@ -357,9 +357,10 @@ class NcclBackend : public Backend, public std::enable_shared_from_this<NcclBack
 
   template <class Fn>
   WorkHandle collective(const Signature& sig, std::vector<Tensor> tensors, Fn&& issue) {
-    // Debug mode: the same signature check as the MPI backend's, over the group's MPI communicator; it blocks the
-    // caller until every rank has issued its call (debug mode trades speed for the check).
-    if (runtime().debug) mpi_->verify(sig)->wait();
+    // The MPI backend's signature check, over the group's MPI communicator, before NCCL sees the call: a mismatch
+    // there would read or write past a buffer on the device. It holds the caller until every rank has issued its
+    // call (host-side only: the device's queue keeps running).
+    mpi_->verify(sig)->wait();
     return launch(describe(sig), std::move(tensors), stream_, std::forward<Fn>(issue));
   }
 

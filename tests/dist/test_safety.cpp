@@ -1,10 +1,12 @@
-// Debug mode (BRAID_DIST_DEBUG=1, set by the CTest entry that runs --gtest_filter=Safety*): ranks that call a
-// collective with different arguments get a braid::Error on every rank naming each rank and what it passed, the
-// mismatched collective does not run, and the group stays usable. Without debug mode these tests skip.
+// Ranks that call a collective (or new_group) with different arguments get a braid::Error on every rank naming each
+// rank and what it passed, the mismatched collective does not run, and the group stays usable: by default (the
+// fingerprint check; dist.npN) and in debug mode (BRAID_DIST_DEBUG=1, the whole records; dist.safety.npN runs
+// --gtest_filter=Safety*). SafetyDebug: send/recv pairs, which only debug mode checks; they skip without it.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "braid/core/creation.h"
 #include "braid/dist/init.h"
@@ -21,6 +23,11 @@ bool debug_mode() {
   const char* v = std::getenv("BRAID_DIST_DEBUG");
   return v && std::string(v) != "0" && std::string(v) != "";
 }
+
+#define REQUIRE_TWO_RANKS()                                             \
+  do {                                                                  \
+    if (braid::dist::world_size() < 2) GTEST_SKIP() << "needs 2 ranks"; \
+  } while (0)
 
 #define REQUIRE_DEBUG_AND_RANKS()                                       \
   do {                                                                  \
@@ -41,8 +48,8 @@ void expect_group_still_works() {
 
 }  // namespace
 
-TEST(SafetyDebug, ShapeMismatchThrowsOnEveryRankNamingEachRank) {
-  REQUIRE_DEBUG_AND_RANKS();
+TEST(Safety, ShapeMismatchThrowsOnEveryRankNamingEachRank) {
+  REQUIRE_TWO_RANKS();
   auto world = braid::dist::world();
   int r = world->rank();
   Tensor t = braid::full({4 + r}, 1.0);
@@ -57,8 +64,8 @@ TEST(SafetyDebug, ShapeMismatchThrowsOnEveryRankNamingEachRank) {
 }
 
 // The blocking form runs the check on the calling thread: the same message, and the group stays in step.
-TEST(SafetyDebug, BlockingCallMismatchThrowsTheSameWay) {
-  REQUIRE_DEBUG_AND_RANKS();
+TEST(Safety, BlockingCallMismatchThrowsTheSameWay) {
+  REQUIRE_TWO_RANKS();
   auto world = braid::dist::world();
   int r = world->rank();
   Tensor t = braid::full({4 + r}, 1.0);
@@ -73,8 +80,8 @@ TEST(SafetyDebug, BlockingCallMismatchThrowsTheSameWay) {
   expect_group_still_works();
 }
 
-TEST(SafetyDebug, DtypeAndReduceOpMismatches) {
-  REQUIRE_DEBUG_AND_RANKS();
+TEST(Safety, DtypeAndReduceOpMismatches) {
+  REQUIRE_TWO_RANKS();
   auto world = braid::dist::world();
   int r = world->rank();
   Tensor t = braid::ones({3}, r == 1 ? DType::Float64 : DType::Float32);
@@ -89,8 +96,8 @@ TEST(SafetyDebug, DtypeAndReduceOpMismatches) {
   expect_group_still_works();
 }
 
-TEST(SafetyDebug, DifferentOperationsAndRoots) {
-  REQUIRE_DEBUG_AND_RANKS();
+TEST(Safety, DifferentOperationsAndRoots) {
+  REQUIRE_TWO_RANKS();
   auto world = braid::dist::world();
   int r = world->rank();
   Tensor t = braid::ones({2, 2});
@@ -104,8 +111,8 @@ TEST(SafetyDebug, DifferentOperationsAndRoots) {
   expect_group_still_works();
 }
 
-TEST(SafetyDebug, AllGatherAndReduceScatterShapes) {
-  REQUIRE_DEBUG_AND_RANKS();
+TEST(Safety, AllGatherAndReduceScatterShapes) {
+  REQUIRE_TWO_RANKS();
   auto world = braid::dist::world();
   int n = world->size(), r = world->rank();
   int64_t chunk = r == 0 ? 2 : 3;
@@ -117,8 +124,8 @@ TEST(SafetyDebug, AllGatherAndReduceScatterShapes) {
   expect_group_still_works();
 }
 
-TEST(SafetyDebug, MatchingCallsPass) {
-  REQUIRE_DEBUG_AND_RANKS();
+TEST(Safety, MatchingCallsPass) {
+  REQUIRE_TWO_RANKS();
   auto world = braid::dist::world();
   int n = world->size();
   Tensor t = braid::ones({5}, DType::Int64);
@@ -157,19 +164,19 @@ TEST(SafetyDebug, SendRecvSignatureMismatchNamesBothSides) {
   expect_group_still_works();
 }
 
-TEST(SafetyDebug, NewGroupWithDifferentListsThrowsEverywhere) {
-  REQUIRE_DEBUG_AND_RANKS();
+TEST(Safety, NewGroupWithDifferentListsThrowsEverywhere) {
+  REQUIRE_TWO_RANKS();
   int r = braid::dist::rank();
   std::vector<int> ranks = r == 1 ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
   std::string msg = error_of([&] { braid::dist::new_group(ranks); });
   expect_contains(msg, "new_group: ranks disagree");
-  expect_contains(msg, "rank 0 passed [0, 1]");
-  expect_contains(msg, "rank 1 passed [1, 0]");
+  expect_contains(msg, "rank 0 passed new_group([0, 1])");
+  expect_contains(msg, "rank 1 passed new_group([1, 0])");
   expect_group_still_works();
 }
 
-TEST(SafetyDebug, RootedCollectivesCompareRootsAndShapes) {
-  REQUIRE_DEBUG_AND_RANKS();
+TEST(Safety, RootedCollectivesCompareRootsAndShapes) {
+  REQUIRE_TWO_RANKS();
   auto world = braid::dist::world();
   int n = world->size(), r = world->rank();
   Tensor t = braid::ones({3});
@@ -201,4 +208,65 @@ TEST(SafetyDebug, BatchIsendIrecvSignatureMismatchNamesBothSides) {
     expect_contains(msg, "rank 0 passed send([4] float32, dst 1, tag 6)");
   }
   expect_group_still_works();
+}
+
+// Ranks that ran different numbers of steps (a smaller data set on one): the first collective where they part is an
+// error on every rank naming each rank's call and its number, not a buffer overrun.
+TEST(Safety, UnevenStepsStopAtTheFirstDifferentCollective) {
+  REQUIRE_TWO_RANKS();
+  auto group = braid::dist::new_group({0, 1});
+  if (!group->is_member()) return;
+  int r = group->rank();
+  const int steps = r == 0 ? 5 : 3;
+  Tensor grad = braid::ones({1000});
+  Tensor accuracy = braid::ones({2}, DType::Float64);
+  std::string msg = error_of([&] {
+    for (int s = 0; s < steps; ++s) group->all_reduce(grad)->wait();
+    group->all_reduce(accuracy)->wait();
+  });
+  expect_contains(msg, "all_reduce: ranks disagree");
+  expect_contains(msg, "rank 0 passed all_reduce(sum, [1000] float32) as operation #4");
+  expect_contains(msg, "rank 1 passed all_reduce(sum, [2] float64) as operation #4");
+  EXPECT_EQ(accuracy.to_vector<double>()[0], 1.0);
+}
+
+// One rank creating a group while the other enters a collective: an error on both, and the world stays in step.
+TEST(Safety, NewGroupAgainstACollectiveThrowsEverywhere) {
+  REQUIRE_TWO_RANKS();
+  auto world = braid::dist::world();
+  int r = world->rank();
+  Tensor t = braid::ones({4});
+  std::string msg = error_of([&] {
+    if (r == 0)
+      braid::dist::new_group({0, 1});
+    else
+      world->all_reduce(t)->wait();
+  });
+  expect_contains(msg, "ranks disagree");
+  expect_contains(msg, "rank 0 passed new_group([0, 1])");
+  expect_contains(msg, "all_reduce(sum, [4] float32)");
+  EXPECT_EQ(t.to_vector<float>()[0], 1.0f);
+  expect_group_still_works();
+}
+
+// Two threads issuing on one group would pair different calls across ranks; the second thread is refused, and a
+// group of its own works from it.
+TEST(Safety, SecondThreadOnAGroupIsRefused) {
+  auto world = braid::dist::world();
+  world->barrier()->wait();  // this thread uses the world
+  auto own = braid::dist::new_group(world->ranks());
+  std::string refused;
+  float sum = 0;
+  std::thread other([&] {
+    refused = error_of([&] { world->all_reduce(braid::ones({2}))->wait(); });
+    Tensor t = braid::ones({2});
+    own->all_reduce(t)->wait();
+    sum = t.to_vector<float>()[0];
+  });
+  other.join();
+  expect_contains(refused, "all_reduce: group [");
+  expect_contains(refused, "is already used by another thread");
+  EXPECT_EQ(sum, float(world->size()));
+  std::string back = error_of([&] { own->barrier()->wait(); });
+  expect_contains(back, "barrier: group [");
 }

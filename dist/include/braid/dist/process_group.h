@@ -20,10 +20,14 @@
 // operation on it throws braid::Error, so such a rank can never enter a collective by mistake. A null group is
 // never read as the world: the blocking forms take the world as their explicit default and reject null.
 //
-// Safety: with BRAID_DIST_DEBUG=1 each collective first checks, across the group, that every rank called the
-// same operation with the same shape and dtype, and throws braid::Error on every rank naming the ranks and what
-// each passed. wait() gives up after BRAID_DIST_TIMEOUT seconds (default 300) and aborts the job with a message
-// naming the operation; wait(timeout) returns false instead.
+// Safety: before any data moves, every collective (and every new_group) checks across its group that each rank
+// called the same operation, as the same operation number on that group, with the same shapes, dtype, root and
+// reduce op (one small all-reduce of a fingerprint); a mismatch throws braid::Error on every rank naming what each
+// passed, instead of reading or writing past a buffer. BRAID_DIST_DEBUG=1 exchanges the whole records every time
+// and also checks send/recv pairs. A group is used from one thread: the first thread that issues an operation on it
+// keeps it, and another thread's call throws (make a group per thread). wait() gives up after BRAID_DIST_TIMEOUT
+// seconds (default 300) and aborts the job with a message naming the operation; wait(timeout) returns false
+// instead.
 #pragma once
 
 #include <chrono>
