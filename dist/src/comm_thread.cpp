@@ -25,15 +25,6 @@ namespace braid::dist::detail {
 
 namespace {
 
-// TEMPORARY until MpiBackend::group_id() lands (Part CHECK).
-template <class B>
-int64_t group_of(const B& backend) {
-  if constexpr (requires { backend.group_id(); })
-    return backend.group_id();
-  else
-    return 0;
-}
-
 void record_end(const ThreadWork* work, const std::exception_ptr& error) {
   FlightRecorder::instance().mark(work, error ? OpState::Failed : OpState::Completed);
 }
@@ -68,7 +59,7 @@ void CommThread::admit(MpiTask& task) {
     thread_ = std::thread([this] { run_loop(); });
   }
   ++task.owner->outstanding_;
-  FlightRecorder::instance().issued(task.work.get(), group_of(*task.owner), task.owner->global_ranks_, task.sig,
+  FlightRecorder::instance().issued(task.work.get(), task.owner->group_id(), task.owner->global_ranks_, task.sig,
                                     task.label);
 }
 

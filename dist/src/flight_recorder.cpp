@@ -7,19 +7,6 @@
 
 namespace braid::dist::detail {
 
-namespace {
-
-// TEMPORARY until Signature::seq lands (Part CHECK).
-template <class S>
-int64_t seq_of(const S& sig) {
-  if constexpr (requires { sig.seq; })
-    return sig.seq;
-  else
-    return 0;
-}
-
-}  // namespace
-
 // The coarse clock (a few milliseconds' resolution) reads a word of memory; a steady_clock read costs hundreds of
 // nanoseconds on some virtual machines, several times what the rest of a record does.
 int64_t now_ns() {
@@ -55,7 +42,7 @@ void FlightRecorder::issued(const void* key, int64_t group, const std::vector<in
   op.id = next_id_++;
   op.key = key;
   op.group = group;
-  op.seq = seq_of(sig);
+  op.seq = sig.seq;
   op.sig = sig;
   const size_t n = std::min(label.size(), op.label.size() - 1);
   std::memcpy(op.label.data(), label.data(), n);
