@@ -90,7 +90,12 @@ for ((round = 1; round <= kills; ++round)); do
   delay=$(printf '0.%03d' $((RANDOM % 400)))
   sleep "$delay"
   mapfile -t pids < <(ranks_of_run)
-  ((${#pids[@]} > 0)) || fail "round $round: no training process to kill"
+  if ((${#pids[@]} == 0)); then  # it ended during the delay (a fast machine)
+    wait "$run_pid" || fail "round $round: the run failed:
+$(cat "$work/kill$round.log")"
+    echo "round $round: the run finished before the kill ($delay s after a checkpoint)"
+    break
+  fi
   victim=${pids[$((RANDOM % ${#pids[@]}))]}
   kill -9 "$victim" 2>/dev/null || true
   if wait "$run_pid"; then
