@@ -94,13 +94,19 @@ Signature make_signature(OpKind op, ReduceOp reduce, int root, int tag, const Te
   return s;
 }
 
-uint64_t fingerprint(const Signature& s) {
-  // FNV-1a over the record's bytes (it has no padding, so equal records hash alike).
-  const auto* p = reinterpret_cast<const unsigned char*>(&s);
+namespace {
+
+uint64_t fnv1a(const void* data, size_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
   uint64_t h = 14695981039346656037ull;
-  for (size_t i = 0; i < sizeof(Signature); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 1099511628211ull;
   return h;
 }
+
+}  // namespace
+
+// The record has no padding, so equal records hash alike.
+uint64_t fingerprint(const Signature& s) { return fnv1a(&s, sizeof s); }
 
 Signature new_group_signature(const std::vector<int>& ranks) {
   Signature s;
@@ -108,9 +114,7 @@ Signature new_group_signature(const std::vector<int>& ranks) {
   s.a.ndim = int32_t(std::min<size_t>(ranks.size(), TensorSignature::kMaxDims));
   for (int i = 0; i < s.a.ndim; ++i) s.a.shape[size_t(i)] = ranks[size_t(i)];
   s.a.numel = int64_t(ranks.size());
-  uint64_t h = 14695981039346656037ull;
-  for (int r : ranks) h = (h ^ uint64_t(uint32_t(r))) * 1099511628211ull;
-  s.list_hash = h;
+  s.list_hash = fnv1a(ranks.data(), ranks.size() * sizeof(int));
   return s;
 }
 
