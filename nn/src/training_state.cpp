@@ -128,13 +128,17 @@ json parse_json(const Metadata& md, const char* key) {
   }
 }
 
+// A metadata value for an error message: arrays and objects by their type only, since dump() recurses once per
+// nesting level and a deeply nested value in a corrupt file would overflow the stack.
+std::string shown(const json& v) { return v.is_structured() ? std::string(v.type_name()) : v.dump(); }
+
 // The numbers of a JSON object, but for the keys in `skip`.
 std::map<std::string, double> numbers_of(const json& object, const char* key, std::initializer_list<const char*> skip) {
   std::map<std::string, double> out;
   for (const auto& [k, v] : object.items()) {
     // Captured by an init-capture: clang before 16 cannot capture a structured binding.
     if (std::find_if(skip.begin(), skip.end(), [&k = k](const char* s) { return k == s; }) != skip.end()) continue;
-    BRAID_CHECK(v.is_number(), "metadata '", key, "': '", k, "' is ", v.dump(), ", expected a number");
+    BRAID_CHECK(v.is_number(), "metadata '", key, "': '", k, "' is ", shown(v), ", expected a number");
     out[k] = v.get<double>();
   }
   return out;
@@ -145,12 +149,12 @@ optim::OptimizerState optimizer_state(const Metadata& md, StateDict& optimizer_t
   json groups = parse_json(md, groups_key);
   BRAID_CHECK(groups.is_array(), "metadata '", groups_key, "' is not a JSON array of parameter groups");
   for (const json& g : groups) {
-    BRAID_CHECK(g.is_object(), "metadata '", groups_key, "' holds ", g.dump(), ", expected an object");
+    BRAID_CHECK(g.is_object(), "metadata '", groups_key, "' holds ", shown(g), ", expected an object");
     auto params = g.find("params");
     BRAID_CHECK(params != g.end() && params->is_array(), "metadata '", groups_key, "': a group has no 'params' list");
     optim::ParamGroupState group{numbers_of(g, groups_key, {"params"}), {}};
     for (const json& p : *params) {
-      BRAID_CHECK(p.is_number_integer(), "metadata '", groups_key, "': parameter index ", p.dump(),
+      BRAID_CHECK(p.is_number_integer(), "metadata '", groups_key, "': parameter index ", shown(p),
                   " is not an integer");
       group.params.push_back(p.get<int64_t>());
     }
@@ -180,7 +184,7 @@ optim::LRSchedulerState scheduler_state(const Metadata& md) {
               "' has no 'base_lrs' list");
   optim::LRSchedulerState ss{epoch->get<int64_t>(), {}, numbers_of(j, scheduler_state_key, {"last_epoch", "base_lrs"})};
   for (const json& lr : *base_lrs) {
-    BRAID_CHECK(lr.is_number(), "metadata '", scheduler_state_key, "': base lr ", lr.dump(), " is not a number");
+    BRAID_CHECK(lr.is_number(), "metadata '", scheduler_state_key, "': base lr ", shown(lr), " is not a number");
     ss.base_lrs.push_back(lr.get<double>());
   }
   return ss;

@@ -374,6 +374,12 @@ TEST_F(TrainingStateTest, MisfitsNameTheFileAndChangeNothing) {
     m["optimizer.param_groups"] =
         R"([{"lr": "fast", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0, "params": [0, 1, 2, 3]}])";
     expect_refused(write("lr.safetensors", tensors, m), {"'lr'", "\"fast\"", "expected a number"});
+    // Deep enough that printing it (dump() recurses per level) overflowed the stack: named by its type instead.
+    m = md;
+    const std::string deep = std::string(300000, '[') + std::string(300000, ']');
+    m["optimizer.param_groups"] = R"([{"lr": )" + deep +
+                                  R"(, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0, "params": [0, 1, 2, 3]}])";
+    expect_refused(write("deep_lr.safetensors", tensors, m), {"'lr'", "is array, expected a number"});
     m = md;
     m["optimizer.param_groups"] =
         R"([{"lr": 0.1, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0, "params": [0, 1, 2]}])";
