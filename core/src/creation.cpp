@@ -1,6 +1,8 @@
 #include "braid/core/creation.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "braid/core/ops.h"
@@ -10,8 +12,16 @@ namespace braid {
 
 namespace {
 
+// Besides negative sizes: a zero dimension makes the tensor empty, but the strides still multiply the others, so
+// their product must fit in int64 too.
 void check_shape(const Shape& shape, const char* op) {
-  for (int64_t d : shape) BRAID_CHECK(d >= 0, op, ": negative dimension in shape ", shape_str(shape));
+  int64_t strides = 1;
+  for (int64_t d : shape) {
+    BRAID_CHECK(d >= 0, op, ": negative dimension in shape ", shape_str(shape));
+    BRAID_CHECK(d <= 1 || strides <= INT64_MAX / d, op, ": shape ", shape_str(shape),
+                " has more elements than int64 can count");
+    strides *= std::max<int64_t>(d, 1);
+  }
 }
 
 Tensor finish(Tensor t, const TensorOptions& opts) {

@@ -33,3 +33,16 @@ TEST(EmptyContiguous, NonEmptyLayoutsUnchanged) {
   EXPECT_FALSE(ops::transpose(zeros({2, 3}), 0, 1).is_contiguous());
   EXPECT_FALSE(ops::narrow(zeros({4, 5}), 1, 1, 2).is_contiguous());
 }
+
+// An empty tensor's strides still multiply its other dimensions: a shape whose strides overflow int64 is refused
+// (its strides used to wrap around silently).
+TEST(EmptyContiguous, StridesBeyondInt64AreRefused) {
+  const int64_t big = int64_t(1) << 40;
+  try {
+    zeros({0, big, big});
+    ADD_FAILURE() << "zeros({0, 2^40, 2^40}) was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("more elements than int64 can count"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(zeros({0, big}).strides(), (Shape{big, 1}));
+}
