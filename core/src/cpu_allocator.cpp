@@ -28,18 +28,20 @@ namespace {
 
 constexpr size_t kHugePage = size_t(2) << 20;
 
+// A bad value is an error even where the cache is off (sanitizer builds), so the same environment fails alike.
 size_t initial_limit() {
+  size_t bytes = size_t(1) << 30;
+  const char* env = std::getenv("BRAID_CPU_CACHE_BYTES");
+  if (env && *env) {
+    // Digits only: strtoull would read "abc" as 0 (no cache) and "-1" as 2^64 - 1.
+    const char* end = env + std::strlen(env);
+    const auto [stop, error] = std::from_chars(env, end, bytes);
+    BRAID_CHECK(error == std::errc() && stop == end,
+                "BRAID_CPU_CACHE_BYTES must be a number of bytes (0 turns the CPU cache off), got '", env, "'");
+  }
 #ifdef BRAID_CPU_CACHE_OFF
   return 0;
 #else
-  const char* env = std::getenv("BRAID_CPU_CACHE_BYTES");
-  if (!env || !*env) return size_t(1) << 30;
-  // Digits only: strtoull would read "abc" as 0 (no cache) and "-1" as 2^64 - 1.
-  size_t bytes = 0;
-  const char* end = env + std::strlen(env);
-  const auto [stop, error] = std::from_chars(env, end, bytes);
-  BRAID_CHECK(error == std::errc() && stop == end,
-              "BRAID_CPU_CACHE_BYTES must be a number of bytes (0 turns the CPU cache off), got '", env, "'");
   return bytes;
 #endif
 }
